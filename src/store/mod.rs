@@ -1,0 +1,257 @@
+//! The store: every job's state, the files' metadata and the outbox of calls
+//! to the website, behind one trait of domain verbs.
+//!
+//! Each verb is one transaction. Every state change is a single guarded
+//! statement (`... WHERE state = <expected>`), so a cancel racing a completion,
+//! or two StartJobs, end in exactly one outcome; the loser sees
+//! [`Change::WrongState`] or [`Change::NotFound`]. No SQL crosses this seam:
+//! it lives only in `postgres.rs` and `sqlite.rs`.
+//!
+//! May use: `job`.
+
+pub mod migrate;
+pub mod postgres;
+pub mod sqlite;
+
+use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+/// The outcome of a guarded state change.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// The change was made; the job as it is now.
+    Done(Job),
+    NotFound,
+    /// The job exists but was in this state, which the change does not accept.
+    WrongState(JobState),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Insert {
+    Inserted,
+    AlreadyExists,
+}
+
+/// A progress report from a running job.
+#[derive(Clone, Debug)]
+pub struct ProgressUpdate<'a> {
+    pub id: &'a JobId,
+    /// 0..=100, or -1 when it can't be known.
+    pub progress: i32,
+    pub now: SystemTime,
+    /// Least time between two JobProgress calls for a job: a call is queued
+    /// only when the progress differs from the last one queued and this much
+    /// time passed since it (both kept in the job's row).
+    pub interval: Duration,
+}
+
+/// How a running job ended.
+#[derive(Clone, Debug)]
+pub struct Finish<'a> {
+    pub id: &'a JobId,
+    /// `Success` or `Failed`.
+    pub state: JobState,
+    pub result_code: i32,
+    pub error_message: &'a str,
+    pub result: &'a str,
+    pub outputs: &'a [String],
+    pub now: SystemTime,
+}
+
+/// What `delete_job` removed, so the caller can remove the files from disk.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deleted {
+    /// FileIDs of the job's outputs; their rows are already gone.
+    pub output_files: Vec<String>,
+}
+
+/// What start-up recovery did (contract §7).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recovery {
+    /// Jobs found InProgress and put back to Started, one attempt used.
+    pub requeued: Vec<JobId>,
+    /// Jobs found InProgress past `max_attempts`: now Failed with code 7.
+    pub failed: Vec<JobId>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum FileDelete {
+    Deleted,
+    NotFound,
+    /// An unfinished job still needs it.
+    InUse(JobId),
+}
+
+/// One parameter of a call to the website.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum CallParam {
+    Int(i32),
+    Str(String),
+}
+
+/// A call to the website, written in the same transaction as the change
+/// that causes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewCall {
+    /// The job the call is about; calls of one job are delivered in order.
+    pub job: Option<JobId>,
+    pub url: String,
+    pub method: String,
+    pub params: Vec<CallParam>,
+    pub now: SystemTime,
+}
+
+/// A pending call, as the delivery thread sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    pub id: i64,
+    pub job: Option<JobId>,
+    pub url: String,
+    pub method: String,
+    pub params: Vec<CallParam>,
+    /// Failed deliveries so far.
+    pub attempts: i32,
+    pub created_at: SystemTime,
+    pub next_attempt_at: SystemTime,
+}
+
+/// What went wrong talking to the store.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The store can't be reached right now (connection refused or lost,
+    /// pool timeout, database restarting, busy): retry later.
+    Unavailable,
+    /// The schema in the store is newer than this binary knows.
+    SchemaTooNew,
+    /// Anything else: a bug or a corrupt store.
+    Internal,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error { kind, message: message.into() }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// True when the same call may succeed later (answer 7, not 8).
+    pub fn is_transient(&self) -> bool {
+        self.kind == ErrorKind::Unavailable
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The verbs. Every method is one transaction and is safe to call from many
+/// threads at once.
+pub trait Store: Send + Sync {
+    /// "PostgreSQL at 127.0.0.1:5432/test" or "SQLite at ./jobengine-data/jobengine.db":
+    /// for logs, never containing a password.
+    fn describe(&self) -> String;
+
+    /// Cheap round trip, for /healthz.
+    fn ping(&self) -> Result<()>;
+
+    // --- jobs -------------------------------------------------------------
+
+    /// Writes a Created job with progress 0.
+    fn insert_job(&self, job: &NewJob) -> Result<Insert>;
+
+    fn get_job(&self, id: &JobId) -> Result<Option<Job>>;
+
+    /// The job's secrets (JSON), while it has not ended.
+    fn get_secrets(&self, id: &JobId) -> Result<Option<String>>;
+
+    /// Created → Started; gives the job the next `start_seq` (queue order).
+    fn start_job(&self, id: &JobId, now: SystemTime) -> Result<Change>;
+
+    /// Started → InProgress (a worker takes it); progress back to 0.
+    fn claim_job(&self, id: &JobId, now: SystemTime) -> Result<Change>;
+
+    /// Writes the progress of an InProgress job and, when due (see
+    /// [`ProgressUpdate::interval`]) and the job has a callback, queues
+    /// `JobProgress(JobID, Progress)`, superseding any pending one of that job.
+    /// Does not change `last_state_change`. False when the job is not InProgress.
+    fn record_progress(&self, update: &ProgressUpdate) -> Result<bool>;
+
+    /// Stores the kind's resume point of an InProgress job. False when not InProgress.
+    fn set_checkpoint(&self, id: &JobId, checkpoint: &str) -> Result<bool>;
+
+    /// InProgress → Success/Failed. Clears the secrets, drops pending
+    /// JobProgress calls of the job and, with a callback, queues
+    /// `JobCompleted(JobID, State, ResultCode, ErrorMessage)`.
+    fn finish_job(&self, finish: &Finish) -> Result<Change>;
+
+    /// Started/InProgress → Failed with job ResultCode 1 (Cancelled), the
+    /// error message "cancelled by CancelJob". Same side effects as `finish_job`.
+    fn cancel_job(&self, id: &JobId, now: SystemTime) -> Result<Change>;
+
+    /// InProgress → Started, keeping its place in the queue and its attempts
+    /// (a graceful shutdown interrupted it).
+    fn requeue_job(&self, id: &JobId, now: SystemTime) -> Result<Change>;
+
+    /// Removes every trace of a job in any state: its row, secrets, pending
+    /// calls and the rows of its output files. None when there was no such job.
+    fn delete_job(&self, id: &JobId) -> Result<Option<Deleted>>;
+
+    /// Start-up, after any way of dying: every InProgress job uses one
+    /// attempt; below `max_attempts` it goes back to Started (keeping its
+    /// place), at it it ends Failed with code 7 (queuing JobCompleted).
+    fn recover_jobs(&self, max_attempts: i32, now: SystemTime) -> Result<Recovery>;
+
+    /// Started jobs in start order: the queue to load at start-up.
+    fn started_jobs(&self) -> Result<Vec<JobId>>;
+
+    // --- files ------------------------------------------------------------
+
+    fn insert_file(&self, file: &FileRecord) -> Result<()>;
+
+    fn get_file(&self, id: &str) -> Result<Option<FileRecord>>;
+
+    /// Removes a file's row unless a job that has not ended reads it.
+    fn delete_file(&self, id: &str) -> Result<FileDelete>;
+
+    // --- outbox of calls to the website ------------------------------------
+
+    /// Queues a call not tied to a state change (engine notices).
+    fn enqueue_call(&self, call: &NewCall) -> Result<()>;
+
+    /// Calls due at `now`, oldest first, at most `limit`, and never a call
+    /// that has an older pending call of the same job before it.
+    fn due_calls(&self, now: SystemTime, limit: usize) -> Result<Vec<Call>>;
+
+    /// When the earliest pending call is due, if any.
+    fn next_call_due(&self) -> Result<Option<SystemTime>>;
+
+    fn call_delivered(&self, id: i64, now: SystemTime) -> Result<()>;
+
+    /// Records a failed attempt and when to try again.
+    fn call_failed(&self, id: i64, error: &str, retry_at: SystemTime) -> Result<()>;
+
+    /// Gives up on a call (past `callback_give_up`); it stays visible to admins.
+    fn call_undeliverable(&self, id: i64, error: &str, now: SystemTime) -> Result<()>;
+
+    // --- engine -------------------------------------------------------------
+
+    /// This engine's stable ID: the stored one, or `generated` stored now.
+    fn engine_id(&self, generated: &str) -> Result<String>;
+}
