@@ -66,7 +66,13 @@ pub fn serve(flags: Flags, config: Config) -> Result<(), ExitError> {
     let agent = crate::net::agent(&config);
     let pool = Pool::start(
         config.workers,
-        worker::Deps { store: store.clone(), files: files.clone(), config: live.clone(), agent: agent.clone() },
+        worker::Deps {
+            store: store.clone(),
+            files: files.clone(),
+            config: live.clone(),
+            agent: agent.clone(),
+            kinds: crate::kinds::for_job,
+        },
     );
     let queued = store.started_jobs().map_err(|e| ExitError::Store(format!("cannot read the queue: {e}")))?;
     for id in &queued {

@@ -27,6 +27,8 @@ pub struct Deps {
     pub files: Files,
     pub config: Arc<LiveConfig>,
     pub agent: ureq::Agent,
+    /// Which kind runs a job type: `kinds::for_job`, or a stand-in in tests.
+    pub kinds: fn(crate::job::JobKind) -> &'static dyn crate::kinds::Kind,
 }
 
 /// The clonable face of the pool: queue a job, stop a running one.

@@ -4,7 +4,7 @@ use super::running::Running;
 use super::Deps;
 use crate::job::details::Details;
 use crate::job::{Job, JobId, JobResult, JobState, Outcome};
-use crate::kinds::{self, RunCtx, StopReason};
+use crate::kinds::{RunCtx, StopReason};
 use crate::store::{self, Change, Finish, ProgressUpdate};
 use crossbeam_channel::{select, Receiver};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -85,7 +85,7 @@ impl Worker {
                     checkpoint: &checkpoint,
                     register_output: &register_output,
                 };
-                let kind = kinds::for_job(job.kind);
+                let kind = (self.deps.kinds)(job.kind);
                 catch_unwind(AssertUnwindSafe(|| kind.run(&ctx))).unwrap_or_else(|panic| {
                     let what = panic_message(&*panic);
                     log::error!("job {}: the {} kind panicked: {what}", job.id, job.kind);
