@@ -1,1 +1,863 @@
-//! TODO
+//! The PostgreSQL backend of the store: a bounded r2d2 pool of blocking
+//! `postgres` clients, every verb one READ COMMITTED transaction of guarded
+//! statements.
+//!
+//! A state change is one `UPDATE ... WHERE id = $1 AND state IN (...)`, so
+//! PostgreSQL's row lock decides races: the loser's UPDATE re-reads the row
+//! after the winner commits and matches nothing. Connections are tested on
+//! checkout, so the pool heals by itself after PostgreSQL restarts; while it
+//! is down every verb answers [`ErrorKind::Unavailable`] within
+//! [`CONNECT_TIMEOUT`].
+//!
+//! May use: `store`, `job`.
+
+use super::migrate::{self, Dialect, Migration, Target};
+use super::{
+    Call, CallParam, Change, Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall,
+    ProgressUpdate, Recovery, Result, Store,
+};
+use crate::job::{FileRecord, Job, JobId, JobKind, JobState, NewJob};
+use postgres::config::Host;
+use postgres::{GenericClient, NoTls, Row, Transaction};
+use r2d2_postgres::PostgresConnectionManager;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a verb waits for a connection (and a connection attempt for the
+/// server) before answering Unavailable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long sent data may stay unacknowledged before the connection counts
+/// as lost (a pulled cable must not hang a verb forever).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Advisory lock key that serialises migrations of one database ("jobeng").
+const MIGRATION_LOCK: i64 = 0x6a6f_6265_6e67;
+
+/// Every column of a [`Job`], including its ordered inputs and outputs.
+const JOB_COLUMNS: &str = "id, job_type, state, details, callback, progress, result_code, \
+    error_message, result, attempts, checkpoint, start_seq, created_at, last_state_change, \
+    (SELECT array_agg(f.file_id ORDER BY f.position) FROM job_files f \
+      WHERE f.job_id = jobs.id AND f.role = 'input') AS inputs, \
+    (SELECT array_agg(f.file_id ORDER BY f.position) FROM job_files f \
+      WHERE f.job_id = jobs.id AND f.role = 'output') AS outputs";
+
+const CALL_COLUMNS: &str = "id, job_id, url, method, params, attempts, created_at, next_attempt_at";
+
+/// The store in a PostgreSQL database.
+pub struct PgStore {
+    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    /// "PostgreSQL at host:port/db", never with a password.
+    name: String,
+}
+
+impl PgStore {
+    /// Connects to `url` (a `postgres://` URL or `key=value` string) with a
+    /// pool of at most `pool_size` connections, and brings the schema to
+    /// [`migrate::LATEST`]. Refuses a schema newer than this binary
+    /// ([`ErrorKind::SchemaTooNew`]); an unreachable server is
+    /// [`ErrorKind::Unavailable`].
+    pub fn open(url: &str, pool_size: u32) -> Result<PgStore> {
+        // The URL itself is never quoted: it may hold a password.
+        let mut config: postgres::Config = url.parse().map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("the database URL is not a valid PostgreSQL connection string: {e}"),
+            )
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        let name = describe_config(&config);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .test_on_check_out(true)
+            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+        let store = PgStore { pool, name };
+        store.tx("migrate", |tx| {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+            migrate::run(Dialect::Postgres, &mut PgTarget { tx })
+        })?;
+        Ok(store)
+    }
+
+    /// Runs `f` in one transaction on a pooled connection; commits when it
+    /// returns Ok. Errors are prefixed with the store and the verb.
+    fn tx<T>(&self, verb: &str, f: impl FnOnce(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
+        let run = || -> Result<T> {
+            let mut conn = self.connection()?;
+            let mut tx = conn.transaction()?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            Ok(out)
+        };
+        run().map_err(|e| self.context(verb, e))
+    }
+
+    /// Runs one read outside an explicit transaction.
+    fn read<T>(&self, verb: &str, f: impl FnOnce(&mut postgres::Client) -> Result<T>) -> Result<T> {
+        let run = || -> Result<T> {
+            let mut conn = self.connection()?;
+            f(&mut conn)
+        };
+        run().map_err(|e| self.context(verb, e))
+    }
+
+    fn connection(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+        self.pool.get().map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("no connection within {} s: {e}", CONNECT_TIMEOUT.as_secs()),
+            )
+        })
+    }
+
+    fn context(&self, verb: &str, e: Error) -> Error {
+        Error::new(e.kind(), format!("{}: {verb}: {e}", self.name))
+    }
+}
+
+/// "PostgreSQL at 127.0.0.1:5432/test": hosts, ports and database only.
+fn describe_config(config: &postgres::Config) -> String {
+    let ports = config.get_ports();
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let hosts: Vec<String> = if config.get_hosts().is_empty() {
+        vec![format!("localhost:{}", port(0))]
+    } else {
+        config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, host)| match host {
+                Host::Tcp(name) => format!("{name}:{}", port(i)),
+                Host::Unix(dir) => format!("{}:{}", dir.display(), port(i)),
+            })
+            .collect()
+    };
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("PostgreSQL at {}/{db}", hosts.join(","))
+}
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Error {
+        Error::new(classify(&e), describe_error(&e))
+    }
+}
+
+/// Unavailable for what a retry can fix: a lost or refused connection, a
+/// server shutting down or starting up, too many clients, a deadlock or
+/// serialization failure. Everything else is Internal.
+fn classify(e: &postgres::Error) -> ErrorKind {
+    if let Some(state) = e.code() {
+        let code = state.code();
+        let transient = code.starts_with("08")
+            || code.starts_with("57P0")
+            || matches!(code, "53300" | "40001" | "40P01");
+        return if transient {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Internal
+        };
+    }
+    let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
+    if e.is_closed() || io {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Internal
+    }
+}
+
+fn describe_error(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{db} (SQLSTATE {})", db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+fn corrupt(what: String) -> Error {
+    Error::new(ErrorKind::Internal, format!("corrupt row: {what}"))
+}
+
+fn parse_state(raw: &str) -> Result<JobState> {
+    JobState::parse(raw).ok_or_else(|| corrupt(format!("unknown job state '{raw}'")))
+}
+
+fn job_from_row(row: &Row) -> Result<Job> {
+    let id: String = row.try_get("id")?;
+    let kind: String = row.try_get("job_type")?;
+    let state: String = row.try_get("state")?;
+    let inputs: Option<Vec<String>> = row.try_get("inputs")?;
+    let outputs: Option<Vec<String>> = row.try_get("outputs")?;
+    let start_seq: Option<i64> = row.try_get("start_seq")?;
+    Ok(Job {
+        id: JobId::parse(&id).map_err(corrupt)?,
+        kind: JobKind::parse(&kind)
+            .ok_or_else(|| corrupt(format!("job '{id}' has unknown job_type '{kind}'")))?,
+        state: parse_state(&state)?,
+        details: row.try_get("details")?,
+        callback: row.try_get("callback")?,
+        progress: row.try_get("progress")?,
+        result_code: row.try_get("result_code")?,
+        error_message: row.try_get("error_message")?,
+        result: row.try_get("result")?,
+        outputs: outputs.unwrap_or_default(),
+        inputs: inputs.unwrap_or_default(),
+        attempts: row.try_get("attempts")?,
+        checkpoint: row.try_get("checkpoint")?,
+        created_at: row.try_get("created_at")?,
+        last_state_change: row.try_get("last_state_change")?,
+        start_seq: start_seq.unwrap_or(0),
+    })
+}
+
+fn load_job(c: &mut impl GenericClient, id: &str) -> Result<Option<Job>> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+    c.query_opt(sql.as_str(), &[&id])?
+        .as_ref()
+        .map(job_from_row)
+        .transpose()
+}
+
+/// The job as it is after a change made in this transaction.
+fn changed(tx: &mut Transaction<'_>, id: &JobId) -> Result<Change> {
+    match load_job(tx, id.as_str())? {
+        Some(job) => Ok(Change::Done(job)),
+        None => Err(corrupt(format!(
+            "job '{id}' vanished inside its own transaction"
+        ))),
+    }
+}
+
+/// Runs a guarded UPDATE (`update` returns the row it changed, if any);
+/// when it changed nothing, says why: no such job, or the state it is in.
+/// A state that became acceptable between the two reads is tried again.
+fn guarded<T>(
+    tx: &mut Transaction<'_>,
+    id: &JobId,
+    accepts: &[JobState],
+    mut update: impl FnMut(&mut Transaction<'_>) -> Result<Option<T>>,
+) -> Result<std::result::Result<T, Change>> {
+    for _ in 0..3 {
+        if let Some(done) = update(tx)? {
+            return Ok(Ok(done));
+        }
+        let row = tx.query_opt("SELECT state FROM jobs WHERE id = $1", &[&id.as_str()])?;
+        let Some(row) = row else {
+            return Ok(Err(Change::NotFound));
+        };
+        let state = parse_state(row.try_get(0)?)?;
+        if !accepts.contains(&state) {
+            return Ok(Err(Change::WrongState(state)));
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Unavailable,
+        format!("job '{id}' kept changing state under a guarded update; try again"),
+    ))
+}
+
+fn state_names(states: &[JobState]) -> Vec<&'static str> {
+    states.iter().map(|s| s.as_str()).collect()
+}
+
+fn params_json(params: &[CallParam]) -> Result<String> {
+    serde_json::to_string(params).map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("call parameters do not serialise: {e}"),
+        )
+    })
+}
+
+fn queue_call(tx: &mut Transaction<'_>, call: &NewCall) -> Result<()> {
+    let job = call.job.as_ref().map(JobId::as_str);
+    tx.execute(
+        "INSERT INTO outbox (job_id, url, method, params, created_at, next_attempt_at) \
+         VALUES ($1, $2, $3, $4, $5, $5)",
+        &[
+            &job,
+            &call.url,
+            &call.method,
+            &params_json(&call.params)?,
+            &call.now,
+        ],
+    )?;
+    Ok(())
+}
+
+fn supersede_progress(tx: &mut Transaction<'_>, id: &JobId) -> Result<()> {
+    tx.execute(
+        "UPDATE outbox SET state = 'superseded' \
+         WHERE job_id = $1 AND state = 'pending' AND method = 'JobProgress'",
+        &[&id.as_str()],
+    )?;
+    Ok(())
+}
+
+/// The side effects of a job ending: pending progress calls dropped and,
+/// with a callback, JobCompleted queued.
+fn ended(
+    tx: &mut Transaction<'_>,
+    id: &JobId,
+    callback: &str,
+    state: JobState,
+    code: i32,
+    message: &str,
+    now: SystemTime,
+) -> Result<()> {
+    supersede_progress(tx, id)?;
+    if callback.is_empty() {
+        return Ok(());
+    }
+    queue_call(
+        tx,
+        &NewCall {
+            job: Some(id.clone()),
+            url: callback.to_owned(),
+            method: "JobCompleted".to_owned(),
+            params: vec![
+                CallParam::Str(id.as_str().to_owned()),
+                CallParam::Str(state.as_str().to_owned()),
+                CallParam::Int(code),
+                CallParam::Str(message.to_owned()),
+            ],
+            now,
+        },
+    )
+}
+
+fn call_from_row(row: &Row) -> Result<Call> {
+    let id: i64 = row.try_get("id")?;
+    let job: Option<String> = row.try_get("job_id")?;
+    let params: String = row.try_get("params")?;
+    Ok(Call {
+        id,
+        job: job.map(|j| JobId::parse(&j).map_err(corrupt)).transpose()?,
+        url: row.try_get("url")?,
+        method: row.try_get("method")?,
+        params: serde_json::from_str(&params)
+            .map_err(|e| corrupt(format!("outbox call {id} has unreadable params: {e}")))?,
+        attempts: row.try_get("attempts")?,
+        created_at: row.try_get("created_at")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+    })
+}
+
+fn file_from_row(row: &Row) -> Result<FileRecord> {
+    let owner: Option<String> = row.try_get("owner_job")?;
+    Ok(FileRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        size: row.try_get("size")?,
+        sha256: row.try_get("sha256")?,
+        owner_job: owner
+            .map(|j| JobId::parse(&j).map_err(corrupt))
+            .transpose()?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Writes a job's file list of one role, keeping its order.
+fn insert_job_files(
+    tx: &mut Transaction<'_>,
+    id: &JobId,
+    role: &str,
+    files: &[String],
+) -> Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO job_files (job_id, role, position, file_id) \
+         SELECT $1, $2, (t.ord - 1)::integer, t.file_id \
+         FROM unnest($3::text[]) WITH ORDINALITY AS t(file_id, ord)",
+        &[&id.as_str(), &role, &files],
+    )?;
+    Ok(())
+}
+
+struct PgTarget<'a, 'b> {
+    tx: &'a mut Transaction<'b>,
+}
+
+impl Target for PgTarget<'_, '_> {
+    fn recorded_version(&mut self) -> Result<i32> {
+        self.tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (\
+                version    integer     PRIMARY KEY,\
+                name       text        NOT NULL,\
+                applied_at timestamptz NOT NULL)",
+        )?;
+        let row = self.tx.query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )?;
+        Ok(row.try_get(0)?)
+    }
+
+    fn apply(&mut self, migration: &Migration) -> Result<()> {
+        self.tx.batch_execute(migration.sql)?;
+        self.tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())",
+            &[&migration.version, &migration.name],
+        )?;
+        Ok(())
+    }
+}
+
+impl Store for PgStore {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.read("ping", |c| {
+            c.simple_query("SELECT 1")?;
+            Ok(())
+        })
+    }
+
+    fn insert_job(&self, job: &NewJob) -> Result<Insert> {
+        self.tx("insert_job", |tx| {
+            let inserted = tx.execute(
+                "INSERT INTO jobs (id, job_type, state, details, secrets, callback, progress, \
+                                   created_at, last_state_change) \
+                 VALUES ($1, $2, 'Created', $3, $4, $5, 0, $6, $6) \
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    &job.id.as_str(),
+                    &job.kind.as_str(),
+                    &job.details,
+                    &job.secrets,
+                    &job.callback,
+                    &job.now,
+                ],
+            )?;
+            if inserted == 0 {
+                return Ok(Insert::AlreadyExists);
+            }
+            // Waits for a delete_file of an input in flight, which then sees this job.
+            tx.execute(
+                "SELECT 1 FROM files WHERE id = ANY($1) FOR SHARE",
+                &[&job.inputs],
+            )?;
+            insert_job_files(tx, &job.id, "input", &job.inputs)?;
+            Ok(Insert::Inserted)
+        })
+    }
+
+    fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
+        self.read("get_job", |c| load_job(c, id.as_str()))
+    }
+
+    fn get_secrets(&self, id: &JobId) -> Result<Option<String>> {
+        self.read("get_secrets", |c| {
+            let row = c.query_opt("SELECT secrets FROM jobs WHERE id = $1", &[&id.as_str()])?;
+            Ok(row
+                .map(|r| r.try_get::<_, Option<String>>(0))
+                .transpose()?
+                .flatten())
+        })
+    }
+
+    fn start_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
+        self.tx("start_job", |tx| {
+            let done = guarded(tx, id, &[JobState::Created], |tx| {
+                Ok(tx.query_opt(
+                    "UPDATE jobs SET state = 'Started', start_seq = nextval('job_start_seq'), \
+                                     last_state_change = $2 \
+                     WHERE id = $1 AND state = 'Created' RETURNING id",
+                    &[&id.as_str(), &now],
+                )?)
+            })?;
+            match done {
+                Ok(_) => changed(tx, id),
+                Err(refused) => Ok(refused),
+            }
+        })
+    }
+
+    fn claim_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
+        self.tx("claim_job", |tx| {
+            let done = guarded(tx, id, &[JobState::Started], |tx| {
+                Ok(tx.query_opt(
+                    "UPDATE jobs SET state = 'InProgress', progress = 0, last_state_change = $2 \
+                     WHERE id = $1 AND state = 'Started' RETURNING id",
+                    &[&id.as_str(), &now],
+                )?)
+            })?;
+            match done {
+                Ok(_) => changed(tx, id),
+                Err(refused) => Ok(refused),
+            }
+        })
+    }
+
+    fn record_progress(&self, update: &ProgressUpdate) -> Result<bool> {
+        let id = update.id;
+        let due_before = update
+            .now
+            .checked_sub(update.interval)
+            .unwrap_or(UNIX_EPOCH);
+        self.tx("record_progress", |tx| {
+            let row = tx.query_opt(
+                "UPDATE jobs SET progress = $2 WHERE id = $1 AND state = 'InProgress' \
+                 RETURNING callback, \
+                   (callback <> '' AND progress_sent IS DISTINCT FROM $2 \
+                    AND (progress_sent_at IS NULL OR progress_sent_at <= $3)) AS due",
+                &[&id.as_str(), &update.progress, &due_before],
+            )?;
+            let Some(row) = row else { return Ok(false) };
+            let callback: String = row.try_get("callback")?;
+            if row.try_get::<_, bool>("due")? {
+                supersede_progress(tx, id)?;
+                queue_call(
+                    tx,
+                    &NewCall {
+                        job: Some(id.clone()),
+                        url: callback,
+                        method: "JobProgress".to_owned(),
+                        params: vec![
+                            CallParam::Str(id.as_str().to_owned()),
+                            CallParam::Int(update.progress),
+                        ],
+                        now: update.now,
+                    },
+                )?;
+                tx.execute(
+                    "UPDATE jobs SET progress_sent = $2, progress_sent_at = $3 WHERE id = $1",
+                    &[&id.as_str(), &update.progress, &update.now],
+                )?;
+            }
+            Ok(true)
+        })
+    }
+
+    fn set_checkpoint(&self, id: &JobId, checkpoint: &str) -> Result<bool> {
+        self.tx("set_checkpoint", |tx| {
+            let n = tx.execute(
+                "UPDATE jobs SET checkpoint = $2 WHERE id = $1 AND state = 'InProgress'",
+                &[&id.as_str(), &checkpoint],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn finish_job(&self, finish: &Finish) -> Result<Change> {
+        if !finish.state.is_final() {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "{}: finish_job: a job ends Success or Failed, not {}",
+                    self.name, finish.state
+                ),
+            ));
+        }
+        let id = finish.id;
+        self.tx("finish_job", |tx| {
+            let done = guarded(tx, id, &[JobState::InProgress], |tx| {
+                let row = tx.query_opt(
+                    "UPDATE jobs SET state = $2, result_code = $3, error_message = $4, \
+                                     result = $5, secrets = NULL, last_state_change = $6 \
+                     WHERE id = $1 AND state = 'InProgress' RETURNING callback",
+                    &[
+                        &id.as_str(),
+                        &finish.state.as_str(),
+                        &finish.result_code,
+                        &finish.error_message,
+                        &finish.result,
+                        &finish.now,
+                    ],
+                )?;
+                Ok(row.map(|r| r.try_get::<_, String>(0)).transpose()?)
+            })?;
+            let callback = match done {
+                Ok(callback) => callback,
+                Err(refused) => return Ok(refused),
+            };
+            tx.execute(
+                "DELETE FROM job_files WHERE job_id = $1 AND role = 'output'",
+                &[&id.as_str()],
+            )?;
+            insert_job_files(tx, id, "output", finish.outputs)?;
+            ended(
+                tx,
+                id,
+                &callback,
+                finish.state,
+                finish.result_code,
+                finish.error_message,
+                finish.now,
+            )?;
+            changed(tx, id)
+        })
+    }
+
+    fn cancel_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
+        const MESSAGE: &str = "cancelled by CancelJob";
+        let accepts = [JobState::Started, JobState::InProgress];
+        self.tx("cancel_job", |tx| {
+            let done = guarded(tx, id, &accepts, |tx| {
+                let row = tx.query_opt(
+                    "UPDATE jobs SET state = 'Failed', result_code = $2, error_message = $3, \
+                                     secrets = NULL, last_state_change = $4 \
+                     WHERE id = $1 AND state = ANY($5) RETURNING callback",
+                    &[
+                        &id.as_str(),
+                        &crate::job::JobResult::Cancelled.code(),
+                        &MESSAGE,
+                        &now,
+                        &state_names(&accepts),
+                    ],
+                )?;
+                Ok(row.map(|r| r.try_get::<_, String>(0)).transpose()?)
+            })?;
+            let callback = match done {
+                Ok(callback) => callback,
+                Err(refused) => return Ok(refused),
+            };
+            let code = crate::job::JobResult::Cancelled.code();
+            ended(tx, id, &callback, JobState::Failed, code, MESSAGE, now)?;
+            changed(tx, id)
+        })
+    }
+
+    fn requeue_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
+        self.tx("requeue_job", |tx| {
+            let done = guarded(tx, id, &[JobState::InProgress], |tx| {
+                Ok(tx.query_opt(
+                    "UPDATE jobs SET state = 'Started', progress = 0, last_state_change = $2 \
+                     WHERE id = $1 AND state = 'InProgress' RETURNING id",
+                    &[&id.as_str(), &now],
+                )?)
+            })?;
+            match done {
+                Ok(_) => changed(tx, id),
+                Err(refused) => Ok(refused),
+            }
+        })
+    }
+
+    fn delete_job(&self, id: &JobId) -> Result<Option<Deleted>> {
+        self.tx("delete_job", |tx| {
+            // First, so the row lock orders this after any change in flight.
+            let gone = tx.execute("DELETE FROM jobs WHERE id = $1", &[&id.as_str()])?;
+            if gone == 0 {
+                return Ok(None);
+            }
+            tx.execute("DELETE FROM outbox WHERE job_id = $1", &[&id.as_str()])?;
+            tx.execute("DELETE FROM job_files WHERE job_id = $1", &[&id.as_str()])?;
+            let rows = tx.query(
+                "DELETE FROM files WHERE owner_job = $1 RETURNING id",
+                &[&id.as_str()],
+            )?;
+            let mut output_files = rows
+                .iter()
+                .map(|r| r.try_get::<_, String>(0))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            output_files.sort();
+            Ok(Some(Deleted { output_files }))
+        })
+    }
+
+    fn recover_jobs(&self, max_attempts: i32, now: SystemTime) -> Result<Recovery> {
+        self.tx("recover_jobs", |tx| {
+            let rows = tx.query(
+                "SELECT id, attempts, callback FROM jobs WHERE state = 'InProgress' \
+                 ORDER BY start_seq, id FOR UPDATE",
+                &[],
+            )?;
+            let mut recovery = Recovery::default();
+            for row in rows {
+                let raw: String = row.try_get(0)?;
+                let id = JobId::parse(&raw).map_err(corrupt)?;
+                let attempts = row.try_get::<_, i32>(1)?.saturating_add(1);
+                let callback: String = row.try_get(2)?;
+                if attempts >= max_attempts {
+                    let code = crate::job::JobResult::Interrupted.code();
+                    let message = format!(
+                        "interrupted: the engine stopped {attempts} times while running this job"
+                    );
+                    tx.execute(
+                        "UPDATE jobs SET state = 'Failed', attempts = $2, result_code = $3, \
+                                         error_message = $4, secrets = NULL, \
+                                         last_state_change = $5 \
+                         WHERE id = $1 AND state = 'InProgress'",
+                        &[&raw, &attempts, &code, &message, &now],
+                    )?;
+                    ended(tx, &id, &callback, JobState::Failed, code, &message, now)?;
+                    recovery.failed.push(id);
+                } else {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'Started', attempts = $2, progress = 0, \
+                                         last_state_change = $3 \
+                         WHERE id = $1 AND state = 'InProgress'",
+                        &[&raw, &attempts, &now],
+                    )?;
+                    recovery.requeued.push(id);
+                }
+            }
+            Ok(recovery)
+        })
+    }
+
+    fn started_jobs(&self) -> Result<Vec<JobId>> {
+        self.read("started_jobs", |c| {
+            let rows = c.query(
+                "SELECT id FROM jobs WHERE state = 'Started' ORDER BY start_seq, id",
+                &[],
+            )?;
+            rows.iter()
+                .map(|r| JobId::parse(r.try_get(0)?).map_err(corrupt))
+                .collect()
+        })
+    }
+
+    fn insert_file(&self, file: &FileRecord) -> Result<()> {
+        self.tx("insert_file", |tx| {
+            tx.execute(
+                "INSERT INTO files (id, name, size, sha256, owner_job, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &file.id,
+                    &file.name,
+                    &file.size,
+                    &file.sha256,
+                    &file.owner_job.as_ref().map(JobId::as_str),
+                    &file.created_at,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get_file(&self, id: &str) -> Result<Option<FileRecord>> {
+        self.read("get_file", |c| {
+            let row = c.query_opt(
+                "SELECT id, name, size, sha256, owner_job, created_at FROM files WHERE id = $1",
+                &[&id],
+            )?;
+            row.as_ref().map(file_from_row).transpose()
+        })
+    }
+
+    fn delete_file(&self, id: &str) -> Result<FileDelete> {
+        self.tx("delete_file", |tx| {
+            // Lock the row first: a CreateJob naming it waits (FOR SHARE) or is seen below.
+            if tx
+                .query_opt("SELECT 1 FROM files WHERE id = $1 FOR UPDATE", &[&id])?
+                .is_none()
+            {
+                return Ok(FileDelete::NotFound);
+            }
+            let user = tx.query_opt(
+                "SELECT f.job_id FROM job_files f JOIN jobs j ON j.id = f.job_id \
+                 WHERE f.file_id = $1 AND f.role = 'input' \
+                   AND j.state IN ('Created', 'Started', 'InProgress') \
+                 ORDER BY f.job_id LIMIT 1",
+                &[&id],
+            )?;
+            if let Some(row) = user {
+                let job: String = row.try_get(0)?;
+                return Ok(FileDelete::InUse(JobId::parse(&job).map_err(corrupt)?));
+            }
+            tx.execute("DELETE FROM files WHERE id = $1", &[&id])?;
+            Ok(FileDelete::Deleted)
+        })
+    }
+
+    fn enqueue_call(&self, call: &NewCall) -> Result<()> {
+        self.tx("enqueue_call", |tx| queue_call(tx, call))
+    }
+
+    fn due_calls(&self, now: SystemTime, limit: usize) -> Result<Vec<Call>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("due_calls", |c| {
+            let sql = format!(
+                "SELECT {CALL_COLUMNS} FROM outbox o \
+                 WHERE state = 'pending' AND next_attempt_at <= $1 \
+                   AND NOT EXISTS (SELECT 1 FROM outbox older \
+                                   WHERE older.job_id = o.job_id AND older.state = 'pending' \
+                                     AND older.id < o.id) \
+                 ORDER BY id LIMIT $2"
+            );
+            c.query(sql.as_str(), &[&now, &limit])?
+                .iter()
+                .map(call_from_row)
+                .collect()
+        })
+    }
+
+    fn next_call_due(&self) -> Result<Option<SystemTime>> {
+        self.read("next_call_due", |c| {
+            // Only heads of their job's line: a later call of a job waits for
+            // the older one however early it is due.
+            let row = c.query_one(
+                "SELECT MIN(next_attempt_at) FROM outbox o \
+                 WHERE state = 'pending' \
+                   AND NOT EXISTS (SELECT 1 FROM outbox older \
+                                   WHERE older.job_id = o.job_id AND older.state = 'pending' \
+                                     AND older.id < o.id)",
+                &[],
+            )?;
+            Ok(row.try_get(0)?)
+        })
+    }
+
+    fn call_delivered(&self, id: i64, now: SystemTime) -> Result<()> {
+        self.tx("call_delivered", |tx| {
+            tx.execute(
+                "UPDATE outbox SET state = 'delivered', delivered_at = $2 \
+                 WHERE id = $1 AND state IN ('pending', 'superseded')",
+                &[&id, &now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn call_failed(&self, id: i64, error: &str, retry_at: SystemTime) -> Result<()> {
+        self.tx("call_failed", |tx| {
+            tx.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
+                                   next_attempt_at = $3 \
+                 WHERE id = $1 AND state = 'pending'",
+                &[&id, &error, &retry_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn call_undeliverable(&self, id: i64, error: &str, now: SystemTime) -> Result<()> {
+        self.tx("call_undeliverable", |tx| {
+            tx.execute(
+                "UPDATE outbox SET state = 'undeliverable', attempts = attempts + 1, \
+                                   last_error = $2, delivered_at = $3 \
+                 WHERE id = $1 AND state = 'pending'",
+                &[&id, &error, &now],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn engine_id(&self, generated: &str) -> Result<String> {
+        self.tx("engine_id", |tx| {
+            tx.execute(
+                "INSERT INTO engine (key, value) VALUES ('engine_id', $1) \
+                 ON CONFLICT (key) DO NOTHING",
+                &[&generated],
+            )?;
+            let row = tx.query_one("SELECT value FROM engine WHERE key = 'engine_id'", &[])?;
+            Ok(row.try_get(0)?)
+        })
+    }
+}

@@ -1,1 +1,869 @@
-//! TODO
+//! The embedded SQLite backend of the store: one file, WAL, a single writer
+//! connection and a few reader connections so reads never wait on writes.
+//!
+//! Writes run as `BEGIN IMMEDIATE` transactions on the one writer, so they
+//! are serialised: a guarded UPDATE that matches nothing can look up the
+//! job's state knowing nobody changed it in between. Timestamps are stored
+//! as TEXT, UTC RFC 3339 with six fractional digits
+//! (`2024-05-01T12:34:56.123456Z`): readable in `sqlite3`, and they sort and
+//! compare as text. Times round-trip at microsecond precision (floored).
+//!
+//! Known deficiency: one process at a time should write the file; a second
+//! one (say `jobengine migrate` against a running engine) waits up to
+//! [`BUSY_TIMEOUT`] for the lock, then gets [`ErrorKind::Unavailable`].
+//!
+//! May use: `store`, `job`.
+
+use super::migrate::{self, Dialect, Migration, Target};
+use super::{
+    Call, CallParam, Change, Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall,
+    ProgressUpdate, Recovery, Result, Store,
+};
+use crate::job::{FileRecord, Job, JobId, JobKind, JobResult, JobState, NewJob};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+/// How long a statement waits for another process's lock on the file.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reader connections; reads take a free one, else wait for one in turn.
+const READERS: usize = 3;
+
+const TIME_FORMAT: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+const JOB_COLUMNS: &str = "id, job_type, state, details, callback, progress, result_code, \
+    error_message, result, attempts, checkpoint, start_seq, created_at, last_state_change";
+
+const CALL_COLUMNS: &str = "id, job_id, url, method, params, attempts, created_at, next_attempt_at";
+
+/// The store in one SQLite file.
+pub struct SqliteStore {
+    name: String,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directories if needed) the store file at
+    /// `path` and brings its schema to [`migrate::LATEST`]. Refuses a schema
+    /// newer than this binary ([`ErrorKind::SchemaTooNew`]).
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let name = format!("SQLite at {}", path.display());
+        let fail = |kind: ErrorKind, what: String| Error::new(kind, format!("{name}: {what}"));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                fail(
+                    ErrorKind::Internal,
+                    format!("cannot create the directory '{}': {e}", dir.display()),
+                )
+            })?;
+        }
+        let context = |e: Error| fail(e.kind(), format!("open: {e}"));
+        let mut writer = connect(path, false).map_err(context)?;
+        let tx = writer
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| context(e.into()))?;
+        migrate::run(Dialect::Sqlite, &mut SqliteTarget { conn: &tx })
+            .map_err(|e| fail(e.kind(), format!("migrate: {e}")))?;
+        tx.commit().map_err(|e| context(e.into()))?;
+        let readers = (0..READERS)
+            .map(|_| connect(path, true).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()
+            .map_err(context)?;
+        Ok(SqliteStore {
+            name,
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer; commits
+    /// when it returns Ok.
+    fn write<T>(&self, verb: &str, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.writer);
+        let run = || -> Result<T> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        };
+        run().map_err(|e| self.context(verb, e))
+    }
+
+    /// Runs `f` in one read transaction (a consistent snapshot) on a reader.
+    fn read<T>(&self, verb: &str, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.reader();
+        let run = || -> Result<T> {
+            let tx = conn.transaction()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        };
+        run().map_err(|e| self.context(verb, e))
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % n;
+        for i in 0..n {
+            match self.readers[(start + i) % n].try_lock() {
+                Ok(conn) => return conn,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        lock(&self.readers[start])
+    }
+
+    fn context(&self, verb: &str, e: Error) -> Error {
+        Error::new(e.kind(), format!("{}: {verb}: {e}", self.name))
+    }
+}
+
+/// A connection that panicked mid-transaction rolled back as it unwound, so
+/// a poisoned lock still guards a usable connection.
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn connect(path: &Path, reader: bool) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    if reader {
+        conn.pragma_update(None, "query_only", "ON")?;
+    } else {
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "the file system refused write-ahead logging (journal_mode is '{mode}'); \
+                     put the data dir on a local file system"
+                ),
+            ));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+    }
+    Ok(conn)
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        use rusqlite::ErrorCode::*;
+        let kind = match e.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked | DiskFull) => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+fn corrupt(what: String) -> Error {
+    Error::new(ErrorKind::Internal, format!("corrupt row: {what}"))
+}
+
+/// `t` as stored: UTC, six fractional digits, floored to the microsecond.
+fn ts(t: SystemTime) -> Result<String> {
+    let nanos: i128 = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    };
+    let micros = nanos.div_euclid(1000);
+    OffsetDateTime::from_unix_timestamp_nanos(micros * 1000)
+        .ok()
+        .and_then(|t| t.format(TIME_FORMAT).ok())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("time {t:?} is outside years 1..9999"),
+            )
+        })
+}
+
+fn parse_ts(raw: &str) -> Result<SystemTime> {
+    PrimitiveDateTime::parse(raw, TIME_FORMAT)
+        .map(|t| SystemTime::from(t.assume_utc()))
+        .map_err(|e| corrupt(format!("timestamp '{}': {e}", crate::shorten(raw, 40))))
+}
+
+fn parse_opt_ts(raw: Option<String>) -> Result<Option<SystemTime>> {
+    raw.as_deref().map(parse_ts).transpose()
+}
+
+fn parse_state(raw: &str) -> Result<JobState> {
+    JobState::parse(raw).ok_or_else(|| corrupt(format!("unknown job state '{raw}'")))
+}
+
+fn parse_id(raw: &str) -> Result<JobId> {
+    JobId::parse(raw).map_err(corrupt)
+}
+
+fn job_from_row(row: &rusqlite::Row<'_>) -> Result<Job> {
+    let id: String = row.get("id")?;
+    let kind: String = row.get("job_type")?;
+    let state: String = row.get("state")?;
+    let start_seq: Option<i64> = row.get("start_seq")?;
+    Ok(Job {
+        id: parse_id(&id)?,
+        kind: JobKind::parse(&kind)
+            .ok_or_else(|| corrupt(format!("job '{id}' has unknown job_type '{kind}'")))?,
+        state: parse_state(&state)?,
+        details: row.get("details")?,
+        callback: row.get("callback")?,
+        progress: row.get("progress")?,
+        result_code: row.get("result_code")?,
+        error_message: row.get("error_message")?,
+        result: row.get("result")?,
+        outputs: Vec::new(),
+        inputs: Vec::new(),
+        attempts: row.get("attempts")?,
+        checkpoint: row.get("checkpoint")?,
+        created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
+        last_state_change: parse_ts(&row.get::<_, String>("last_state_change")?)?,
+        start_seq: start_seq.unwrap_or(0),
+    })
+}
+
+fn load_job(conn: &Connection, id: &str) -> Result<Option<Job>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?;
+    let mut rows = stmt.query([id])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let mut job = job_from_row(row)?;
+    let mut files = conn.prepare_cached(
+        "SELECT role, file_id FROM job_files WHERE job_id = ?1 ORDER BY role, position",
+    )?;
+    let mut rows = files.query([id])?;
+    while let Some(row) = rows.next()? {
+        let role: String = row.get(0)?;
+        let file: String = row.get(1)?;
+        match role.as_str() {
+            "input" => job.inputs.push(file),
+            _ => job.outputs.push(file),
+        }
+    }
+    Ok(Some(job))
+}
+
+/// The job as it is after a change made in this transaction.
+fn changed(conn: &Connection, id: &JobId) -> Result<Change> {
+    match load_job(conn, id.as_str())? {
+        Some(job) => Ok(Change::Done(job)),
+        None => Err(corrupt(format!(
+            "job '{id}' vanished inside its own transaction"
+        ))),
+    }
+}
+
+/// Why a guarded UPDATE changed nothing. Writes are serialised, so the
+/// state read here is the one the UPDATE saw.
+fn refusal(conn: &Connection, id: &JobId) -> Result<Change> {
+    let state: Option<String> = conn
+        .prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()?;
+    match state {
+        None => Ok(Change::NotFound),
+        Some(state) => Ok(Change::WrongState(parse_state(&state)?)),
+    }
+}
+
+fn queue_call(conn: &Connection, call: &NewCall) -> Result<()> {
+    let params = serde_json::to_string(&call.params).map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("call parameters do not serialise: {e}"),
+        )
+    })?;
+    let now = ts(call.now)?;
+    conn.prepare_cached(
+        "INSERT INTO outbox (job_id, url, method, params, created_at, next_attempt_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    )?
+    .execute(params![
+        call.job.as_ref().map(JobId::as_str),
+        call.url,
+        call.method,
+        params,
+        now
+    ])?;
+    Ok(())
+}
+
+fn supersede_progress(conn: &Connection, id: &JobId) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE outbox SET state = 'superseded' \
+         WHERE job_id = ?1 AND state = 'pending' AND method = 'JobProgress'",
+    )?
+    .execute([id.as_str()])?;
+    Ok(())
+}
+
+/// The side effects of a job ending: pending progress calls dropped and,
+/// with a callback, JobCompleted queued.
+fn ended(
+    conn: &Connection,
+    id: &JobId,
+    callback: &str,
+    state: JobState,
+    code: i32,
+    message: &str,
+    now: SystemTime,
+) -> Result<()> {
+    supersede_progress(conn, id)?;
+    if callback.is_empty() {
+        return Ok(());
+    }
+    queue_call(
+        conn,
+        &NewCall {
+            job: Some(id.clone()),
+            url: callback.to_owned(),
+            method: "JobCompleted".to_owned(),
+            params: vec![
+                CallParam::Str(id.as_str().to_owned()),
+                CallParam::Str(state.as_str().to_owned()),
+                CallParam::Int(code),
+                CallParam::Str(message.to_owned()),
+            ],
+            now,
+        },
+    )
+}
+
+/// Writes a job's file list of one role, keeping its order.
+fn insert_job_files(conn: &Connection, id: &JobId, role: &str, files: &[String]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO job_files (job_id, role, position, file_id) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (position, file) in files.iter().enumerate() {
+        stmt.execute(params![id.as_str(), role, position as i64, file])?;
+    }
+    Ok(())
+}
+
+fn call_from_row(row: &rusqlite::Row<'_>) -> Result<Call> {
+    let id: i64 = row.get("id")?;
+    let job: Option<String> = row.get("job_id")?;
+    let params: String = row.get("params")?;
+    Ok(Call {
+        id,
+        job: job.as_deref().map(parse_id).transpose()?,
+        url: row.get("url")?,
+        method: row.get("method")?,
+        params: serde_json::from_str(&params)
+            .map_err(|e| corrupt(format!("outbox call {id} has unreadable params: {e}")))?,
+        attempts: row.get("attempts")?,
+        created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
+        next_attempt_at: parse_ts(&row.get::<_, String>("next_attempt_at")?)?,
+    })
+}
+
+/// Pending calls that are first in their job's line (or belong to no job).
+const HEAD_OF_LINE: &str = "state = 'pending' \
+    AND NOT EXISTS (SELECT 1 FROM outbox older \
+                    WHERE older.job_id = o.job_id AND older.state = 'pending' \
+                      AND older.id < o.id)";
+
+struct SqliteTarget<'a> {
+    conn: &'a Connection,
+}
+
+impl Target for SqliteTarget<'_> {
+    fn recorded_version(&mut self) -> Result<i32> {
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (\
+                version    INTEGER PRIMARY KEY,\
+                name       TEXT    NOT NULL,\
+                applied_at TEXT    NOT NULL)",
+        )?;
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn apply(&mut self, migration: &Migration) -> Result<()> {
+        self.conn.execute_batch(migration.sql)?;
+        self.conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![migration.version, migration.name, ts(SystemTime::now())?],
+        )?;
+        Ok(())
+    }
+}
+
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn ping(&self) -> Result<()> {
+        self.read("ping", |c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+    }
+
+    fn insert_job(&self, job: &NewJob) -> Result<Insert> {
+        let now = ts(job.now)?;
+        self.write("insert_job", |c| {
+            let inserted = c
+                .prepare_cached(
+                    "INSERT INTO jobs (id, job_type, state, details, secrets, callback, progress, \
+                                       created_at, last_state_change) \
+                     VALUES (?1, ?2, 'Created', ?3, ?4, ?5, 0, ?6, ?6) \
+                     ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![
+                    job.id.as_str(),
+                    job.kind.as_str(),
+                    job.details,
+                    job.secrets,
+                    job.callback,
+                    now
+                ])?;
+            if inserted == 0 {
+                return Ok(Insert::AlreadyExists);
+            }
+            insert_job_files(c, &job.id, "input", &job.inputs)?;
+            Ok(Insert::Inserted)
+        })
+    }
+
+    fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
+        self.read("get_job", |c| load_job(c, id.as_str()))
+    }
+
+    fn get_secrets(&self, id: &JobId) -> Result<Option<String>> {
+        self.read("get_secrets", |c| {
+            let secrets: Option<Option<String>> = c
+                .prepare_cached("SELECT secrets FROM jobs WHERE id = ?1")?
+                .query_row([id.as_str()], |r| r.get(0))
+                .optional()?;
+            Ok(secrets.flatten())
+        })
+    }
+
+    fn start_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
+        let now = ts(now)?;
+        self.write("start_job", |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'Started', \
+                       start_seq = (SELECT COALESCE(MAX(start_seq), 0) + 1 FROM jobs), \
+                       last_state_change = ?2 \
+                     WHERE id = ?1 AND state = 'Created'",
+                )?
+                .execute(params![id.as_str(), now])?;
+            if n == 0 {
+                refusal(c, id)
+            } else {
+                changed(c, id)
+            }
+        })
+    }
+
+    fn claim_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
+        let now = ts(now)?;
+        self.write("claim_job", |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'InProgress', progress = 0, last_state_change = ?2 \
+                     WHERE id = ?1 AND state = 'Started'",
+                )?
+                .execute(params![id.as_str(), now])?;
+            if n == 0 {
+                refusal(c, id)
+            } else {
+                changed(c, id)
+            }
+        })
+    }
+
+    fn record_progress(&self, update: &ProgressUpdate) -> Result<bool> {
+        let id = update.id;
+        let now = ts(update.now)?;
+        let due_before = ts(update
+            .now
+            .checked_sub(update.interval)
+            .unwrap_or(UNIX_EPOCH))?;
+        self.write("record_progress", |c| {
+            let row: Option<(String, bool)> = c
+                .prepare_cached(
+                    "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND state = 'InProgress' \
+                     RETURNING callback, \
+                       (callback <> '' AND progress_sent IS NOT ?2 \
+                        AND (progress_sent_at IS NULL OR progress_sent_at <= ?3))",
+                )?
+                .query_row(params![id.as_str(), update.progress, due_before], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let Some((callback, due)) = row else {
+                return Ok(false);
+            };
+            if due {
+                supersede_progress(c, id)?;
+                queue_call(
+                    c,
+                    &NewCall {
+                        job: Some(id.clone()),
+                        url: callback,
+                        method: "JobProgress".to_owned(),
+                        params: vec![
+                            CallParam::Str(id.as_str().to_owned()),
+                            CallParam::Int(update.progress),
+                        ],
+                        now: update.now,
+                    },
+                )?;
+                c.prepare_cached(
+                    "UPDATE jobs SET progress_sent = ?2, progress_sent_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id.as_str(), update.progress, now])?;
+            }
+            Ok(true)
+        })
+    }
+
+    fn set_checkpoint(&self, id: &JobId, checkpoint: &str) -> Result<bool> {
+        self.write("set_checkpoint", |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE jobs SET checkpoint = ?2 WHERE id = ?1 AND state = 'InProgress'",
+                )?
+                .execute(params![id.as_str(), checkpoint])?;
+            Ok(n == 1)
+        })
+    }
+
+    fn finish_job(&self, finish: &Finish) -> Result<Change> {
+        if !finish.state.is_final() {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "{}: finish_job: a job ends Success or Failed, not {}",
+                    self.name, finish.state
+                ),
+            ));
+        }
+        let id = finish.id;
+        let now = ts(finish.now)?;
+        self.write("finish_job", |c| {
+            let callback: Option<String> = c
+                .prepare_cached(
+                    "UPDATE jobs SET state = ?2, result_code = ?3, error_message = ?4, \
+                                     result = ?5, secrets = NULL, last_state_change = ?6 \
+                     WHERE id = ?1 AND state = 'InProgress' RETURNING callback",
+                )?
+                .query_row(
+                    params![
+                        id.as_str(),
+                        finish.state.as_str(),
+                        finish.result_code,
+                        finish.error_message,
+                        finish.result,
+                        now
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(callback) = callback else {
+                return refusal(c, id);
+            };
+            c.prepare_cached("DELETE FROM job_files WHERE job_id = ?1 AND role = 'output'")?
+                .execute([id.as_str()])?;
+            insert_job_files(c, id, "output", finish.outputs)?;
+            ended(
+                c,
+                id,
+                &callback,
+                finish.state,
+                finish.result_code,
+                finish.error_message,
+                finish.now,
+            )?;
+            changed(c, id)
+        })
+    }
+
+    fn cancel_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
+        const MESSAGE: &str = "cancelled by CancelJob";
+        let code = JobResult::Cancelled.code();
+        let at = ts(now)?;
+        self.write("cancel_job", |c| {
+            let callback: Option<String> = c
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'Failed', result_code = ?2, error_message = ?3, \
+                                     secrets = NULL, last_state_change = ?4 \
+                     WHERE id = ?1 AND state IN ('Started', 'InProgress') RETURNING callback",
+                )?
+                .query_row(params![id.as_str(), code, MESSAGE, at], |r| r.get(0))
+                .optional()?;
+            let Some(callback) = callback else {
+                return refusal(c, id);
+            };
+            ended(c, id, &callback, JobState::Failed, code, MESSAGE, now)?;
+            changed(c, id)
+        })
+    }
+
+    fn requeue_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
+        let now = ts(now)?;
+        self.write("requeue_job", |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'Started', progress = 0, last_state_change = ?2 \
+                     WHERE id = ?1 AND state = 'InProgress'",
+                )?
+                .execute(params![id.as_str(), now])?;
+            if n == 0 {
+                refusal(c, id)
+            } else {
+                changed(c, id)
+            }
+        })
+    }
+
+    fn delete_job(&self, id: &JobId) -> Result<Option<Deleted>> {
+        self.write("delete_job", |c| {
+            let gone = c
+                .prepare_cached("DELETE FROM jobs WHERE id = ?1")?
+                .execute([id.as_str()])?;
+            if gone == 0 {
+                return Ok(None);
+            }
+            c.prepare_cached("DELETE FROM outbox WHERE job_id = ?1")?
+                .execute([id.as_str()])?;
+            c.prepare_cached("DELETE FROM job_files WHERE job_id = ?1")?
+                .execute([id.as_str()])?;
+            let mut stmt =
+                c.prepare_cached("DELETE FROM files WHERE owner_job = ?1 RETURNING id")?;
+            let mut output_files = stmt
+                .query_map([id.as_str()], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            output_files.sort();
+            Ok(Some(Deleted { output_files }))
+        })
+    }
+
+    fn recover_jobs(&self, max_attempts: i32, now: SystemTime) -> Result<Recovery> {
+        let at = ts(now)?;
+        self.write("recover_jobs", |c| {
+            let running: Vec<(String, i32, String)> = c
+                .prepare_cached(
+                    "SELECT id, attempts, callback FROM jobs WHERE state = 'InProgress' \
+                     ORDER BY start_seq, id",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut recovery = Recovery::default();
+            for (raw, attempts, callback) in running {
+                let id = parse_id(&raw)?;
+                let attempts = attempts.saturating_add(1);
+                if attempts >= max_attempts {
+                    let code = JobResult::Interrupted.code();
+                    let message = format!(
+                        "interrupted: the engine stopped {attempts} times while running this job"
+                    );
+                    c.prepare_cached(
+                        "UPDATE jobs SET state = 'Failed', attempts = ?2, result_code = ?3, \
+                                         error_message = ?4, secrets = NULL, \
+                                         last_state_change = ?5 \
+                         WHERE id = ?1 AND state = 'InProgress'",
+                    )?
+                    .execute(params![raw, attempts, code, message, at])?;
+                    ended(c, &id, &callback, JobState::Failed, code, &message, now)?;
+                    recovery.failed.push(id);
+                } else {
+                    c.prepare_cached(
+                        "UPDATE jobs SET state = 'Started', attempts = ?2, progress = 0, \
+                                         last_state_change = ?3 \
+                         WHERE id = ?1 AND state = 'InProgress'",
+                    )?
+                    .execute(params![raw, attempts, at])?;
+                    recovery.requeued.push(id);
+                }
+            }
+            Ok(recovery)
+        })
+    }
+
+    fn started_jobs(&self) -> Result<Vec<JobId>> {
+        self.read("started_jobs", |c| {
+            let ids: Vec<String> = c
+                .prepare_cached(
+                    "SELECT id FROM jobs WHERE state = 'Started' ORDER BY start_seq, id",
+                )?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            ids.iter().map(|id| parse_id(id)).collect()
+        })
+    }
+
+    fn insert_file(&self, file: &FileRecord) -> Result<()> {
+        let created = ts(file.created_at)?;
+        self.write("insert_file", |c| {
+            c.prepare_cached(
+                "INSERT INTO files (id, name, size, sha256, owner_job, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                file.id,
+                file.name,
+                file.size,
+                file.sha256,
+                file.owner_job.as_ref().map(JobId::as_str),
+                created
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn get_file(&self, id: &str) -> Result<Option<FileRecord>> {
+        self.read("get_file", |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, name, size, sha256, owner_job, created_at FROM files WHERE id = ?1",
+            )?;
+            let mut rows = stmt.query([id])?;
+            let Some(row) = rows.next()? else {
+                return Ok(None);
+            };
+            let owner: Option<String> = row.get("owner_job")?;
+            Ok(Some(FileRecord {
+                id: row.get("id")?,
+                name: row.get("name")?,
+                size: row.get("size")?,
+                sha256: row.get("sha256")?,
+                owner_job: owner.as_deref().map(parse_id).transpose()?,
+                created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
+            }))
+        })
+    }
+
+    fn delete_file(&self, id: &str) -> Result<FileDelete> {
+        self.write("delete_file", |c| {
+            if !c
+                .prepare_cached("SELECT 1 FROM files WHERE id = ?1")?
+                .exists([id])?
+            {
+                return Ok(FileDelete::NotFound);
+            }
+            let user: Option<String> = c
+                .prepare_cached(
+                    "SELECT f.job_id FROM job_files f JOIN jobs j ON j.id = f.job_id \
+                     WHERE f.file_id = ?1 AND f.role = 'input' \
+                       AND j.state IN ('Created', 'Started', 'InProgress') \
+                     ORDER BY f.job_id LIMIT 1",
+                )?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            if let Some(job) = user {
+                return Ok(FileDelete::InUse(parse_id(&job)?));
+            }
+            c.prepare_cached("DELETE FROM files WHERE id = ?1")?
+                .execute([id])?;
+            Ok(FileDelete::Deleted)
+        })
+    }
+
+    fn enqueue_call(&self, call: &NewCall) -> Result<()> {
+        self.write("enqueue_call", |c| queue_call(c, call))
+    }
+
+    fn due_calls(&self, now: SystemTime, limit: usize) -> Result<Vec<Call>> {
+        let now = ts(now)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read("due_calls", |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {CALL_COLUMNS} FROM outbox o \
+                 WHERE next_attempt_at <= ?1 AND {HEAD_OF_LINE} \
+                 ORDER BY id LIMIT ?2"
+            ))?;
+            let mut rows = stmt.query(params![now, limit])?;
+            let mut calls = Vec::new();
+            while let Some(row) = rows.next()? {
+                calls.push(call_from_row(row)?);
+            }
+            Ok(calls)
+        })
+    }
+
+    fn next_call_due(&self) -> Result<Option<SystemTime>> {
+        self.read("next_call_due", |c| {
+            // Only heads of their job's line: a later call of a job waits for
+            // the older one however early it is due.
+            let due: Option<String> = c
+                .prepare_cached(&format!(
+                    "SELECT MIN(next_attempt_at) FROM outbox o WHERE {HEAD_OF_LINE}"
+                ))?
+                .query_row([], |r| r.get(0))?;
+            parse_opt_ts(due)
+        })
+    }
+
+    fn call_delivered(&self, id: i64, now: SystemTime) -> Result<()> {
+        let now = ts(now)?;
+        self.write("call_delivered", |c| {
+            c.prepare_cached(
+                "UPDATE outbox SET state = 'delivered', delivered_at = ?2 \
+                 WHERE id = ?1 AND state IN ('pending', 'superseded')",
+            )?
+            .execute(params![id, now])?;
+            Ok(())
+        })
+    }
+
+    fn call_failed(&self, id: i64, error: &str, retry_at: SystemTime) -> Result<()> {
+        let retry_at = ts(retry_at)?;
+        self.write("call_failed", |c| {
+            c.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, \
+                                   next_attempt_at = ?3 \
+                 WHERE id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![id, error, retry_at])?;
+            Ok(())
+        })
+    }
+
+    fn call_undeliverable(&self, id: i64, error: &str, now: SystemTime) -> Result<()> {
+        let now = ts(now)?;
+        self.write("call_undeliverable", |c| {
+            c.prepare_cached(
+                "UPDATE outbox SET state = 'undeliverable', attempts = attempts + 1, \
+                                   last_error = ?2, delivered_at = ?3 \
+                 WHERE id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![id, error, now])?;
+            Ok(())
+        })
+    }
+
+    fn engine_id(&self, generated: &str) -> Result<String> {
+        self.write("engine_id", |c| {
+            c.prepare_cached(
+                "INSERT INTO engine (key, value) VALUES ('engine_id', ?1) \
+                 ON CONFLICT (key) DO NOTHING",
+            )?
+            .execute([generated])?;
+            Ok(c.query_row(
+                "SELECT value FROM engine WHERE key = 'engine_id'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+    }
+}

@@ -1,0 +1,117 @@
+//! Helpers shared by the integration tests: a fresh temporary directory per
+//! test, and a private PostgreSQL schema per test so tests run in parallel
+//! without seeing each other's rows.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// A temporary directory, removed when dropped.
+pub struct TestDir {
+    dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    /// `name` shows in the directory name, to find a failing test's files.
+    pub fn new(name: &str) -> TestDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("jobengine-{name}-"))
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        TestDir { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+}
+
+/// The PostgreSQL the tests use: `JOBENGINE_TEST_DATABASE`, or a local one
+/// with trust auth.
+pub fn pg_url() -> String {
+    std::env::var("JOBENGINE_TEST_DATABASE")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn pg_connect(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is not reachable at {} ({e:?}). The tests need a real one: \
+             `apt-get install postgresql`, start it, allow trust auth for user postgres \
+             on 127.0.0.1 and `createdb -U postgres test`; or point \
+             JOBENGINE_TEST_DATABASE at another database (a postgres:// URL).",
+            redact(url)
+        )
+    })
+}
+
+/// `url` without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if scheme < at => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}:***{}", &url[..scheme + 3 + colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A schema `t_<random>` of its own, dropped with everything in it at the
+/// end. [`PgSchema::url`] connects with `search_path` set to it and
+/// `application_name` set to its name (to find the test's connections in
+/// `pg_stat_activity`).
+pub struct PgSchema {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+impl PgSchema {
+    pub fn new() -> PgSchema {
+        let admin_url = pg_url();
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        pg_connect(&admin_url)
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .unwrap_or_else(|e| panic!("cannot create schema {name}: {e:?}"));
+        let url = with_session(&admin_url, &name);
+        PgSchema {
+            name,
+            url,
+            admin_url,
+        }
+    }
+
+    /// A plain client on the schema, for checks the store does not offer.
+    pub fn client(&self) -> postgres::Client {
+        pg_connect(&self.url)
+    }
+
+    /// A client outside the schema (to look at or end other sessions).
+    pub fn admin(&self) -> postgres::Client {
+        pg_connect(&self.admin_url)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+        }
+    }
+}
+
+/// `url` whose sessions use `schema` first and are named after it.
+fn with_session(url: &str, schema: &str) -> String {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}options=-csearch_path%3D{schema}&application_name={schema}")
+    } else {
+        format!("{url} options='-csearch_path={schema}' application_name={schema}")
+    }
+}
