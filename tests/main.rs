@@ -2,3 +2,7 @@
 
 mod store;
 mod support;
+mod api;
+mod files;
+mod lifecycle;
+mod worker;

@@ -18,6 +18,9 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 /// The outcome of a guarded state change.
+// `Done` is large next to the other variants, but a Change lives for one
+// call and is matched at once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
     /// The change was made; the job as it is now.

@@ -3,6 +3,10 @@
 //! without seeing each other's rows.
 #![allow(dead_code)]
 
+pub mod engine;
+pub mod private_pg;
+pub mod website;
+
 use std::path::{Path, PathBuf};
 
 /// A temporary directory, removed when dropped.
@@ -33,7 +37,7 @@ impl TestDir {
 /// with trust auth.
 pub fn pg_url() -> String {
     std::env::var("JOBENGINE_TEST_DATABASE")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 fn pg_connect(url: &str) -> postgres::Client {
