@@ -1,4 +1,6 @@
-//! The XML-RPC value model.
+//! The XML-RPC value model, shared by every codec.
+//!
+//! May use: nothing else in the crate.
 
 use time::OffsetDateTime;
 
@@ -18,7 +20,8 @@ pub enum Value {
     /// Members in document order; names are unique (a duplicate is -32602).
     Struct(Vec<(String, Value)>),
     Array(Vec<Value>),
-    /// `<nil/>` (extension): accepted, never sent.
+    /// `<nil/>` (extension): accepted, never sent; the XML-RPC writer sends
+    /// it as an empty string (Ruby refuses `<nil/>`).
     Nil,
 }
 
@@ -30,6 +33,41 @@ impl Value {
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A struct from `(name, value)` pairs, in order.
+    pub fn structure<N: Into<String>>(members: impl IntoIterator<Item = (N, Value)>) -> Value {
+        Value::Struct(members.into_iter().map(|(n, v)| (n.into(), v)).collect())
+    }
+
+    /// An `<int>` or `<i8>` as i64.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(i64::from(*i)),
+            Value::I8(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn as_struct(&self) -> Option<&[(String, Value)]> {
+        match self {
+            Value::Struct(members) => Some(members),
             _ => None,
         }
     }
@@ -56,5 +94,27 @@ impl Value {
             Value::Array(_) => "array",
             Value::Nil => "nil",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accessors_pick_their_variant_only() {
+        let v = Value::structure([("a", Value::Int(1)), ("b", Value::I8(1 << 40))]);
+        assert_eq!(v.member("a").and_then(Value::as_i64), Some(1));
+        assert_eq!(v.member("b").and_then(Value::as_i64), Some(1 << 40));
+        assert_eq!(v.member("c"), None);
+        assert_eq!(v.as_struct().map(<[_]>::len), Some(2));
+        assert_eq!(v.as_array(), None);
+        assert_eq!(
+            Value::Array(vec![Value::Bool(true)]).as_array(),
+            Some(&[Value::Bool(true)][..])
+        );
+        assert_eq!(Value::Bool(false).as_bool(), Some(false));
+        assert_eq!(Value::str("1").as_i64(), None);
+        assert_eq!(Value::str("x").as_str(), Some("x"));
     }
 }
