@@ -150,11 +150,16 @@ impl Details {
 
     /// The FileIDs the job reads.
     pub fn inputs(&self) -> Vec<String> {
+        self.input_fields().into_iter().map(|(_, id)| id.to_owned()).collect()
+    }
+
+    /// The FileIDs the job reads, each with the field that names it.
+    pub fn input_fields(&self) -> Vec<(&'static str, &str)> {
         match self {
-            Details::Encoder(e) => std::iter::once(e.audio_file.clone())
-                .chain(e.image_file.clone())
+            Details::Encoder(e) => std::iter::once(("AudioFile", e.audio_file.as_str()))
+                .chain(e.image_file.as_deref().map(|i| ("ImageFile", i)))
                 .collect(),
-            Details::Uploader(u) => vec![u.video_file.clone()],
+            Details::Uploader(u) => vec![("VideoFile", u.video_file.as_str())],
         }
     }
 
