@@ -171,11 +171,12 @@ fn choose_transfer_encoding(
         return TransferEncoding::Chunked;
     }
 
-    // if we don't have a Content-Length, or if the Content-Length is too big, using chunks writer
-    if entity_length
-        .as_ref()
-        .map_or(true, |val| *val >= chunked_threshold)
-    {
+    // jobengine patch: chunk only when the length is unknown. Upstream also
+    // chunked every body of `chunked_threshold` bytes or more, so large
+    // downloads and XML-RPC answers lost their Content-Length (which the
+    // XML-RPC spec requires and download clients use for progress).
+    let _ = chunked_threshold;
+    if entity_length.is_none() {
         return TransferEncoding::Chunked;
     }
 
