@@ -377,3 +377,12 @@ fn keepalive_burst_of_64_clients_all_answered() {
         .collect();
     assert!(failures.is_empty(), "{} of 64 keep-alive clients not answered: {failures:?}", failures.len());
 }
+
+engine_test!(healthz_says_ready, |backend| {
+    let engine = Engine::start(backend);
+    assert_eq!(engine.get("/healthz"), (200, b"ok\n".to_vec()));
+    let (status, _) = engine.get("/RPC2");
+    assert_eq!(status, 405);
+    let (status, _) = engine.get("/nowhere");
+    assert_eq!(status, 404);
+});

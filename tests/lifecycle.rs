@@ -176,9 +176,14 @@ fn postgres_restarted_under_load_loses_no_job() {
     assert_eq!(code, 7, "{msg}");
     assert!(asked.elapsed() < Duration::from_secs(10), "answered in {:?}", asked.elapsed());
     assert!(msg.contains("retry"), "{msg}");
-    let (status, _) = engine.post_raw("/healthz", "text/plain", b"");
-    assert_ne!(status, 200);
+    let (status, body) = engine.get("/healthz");
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
     pg.start_again();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while engine.get("/healthz").0 != 200 {
+        assert!(Instant::now() < deadline, "not ready again after the restart\n{}", engine.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for id in &ids {
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
@@ -201,3 +206,24 @@ fn postgres_restarted_under_load_loses_no_job() {
         assert_eq!(check_job_calls(&calls, id), ("Success".to_owned(), 0));
     }
 }
+
+engine_test!(a_deleted_job_sends_no_completion, |backend| {
+    let dir = tempfile::tempdir().unwrap();
+    let mp3 = long_mp3(dir.path(), 1800);
+    let website = Website::start();
+    let engine = Engine::with(options(backend, &website).set("encoder", "ffmpeg").set("workers", 1));
+    let long = engine.upload(&mp3);
+    let short = engine.upload(&fixture("tone-20s.mp3"));
+    start_job(&engine, &website, "doomed", &long);
+    engine.wait_state("doomed", "InProgress", Duration::from_secs(60));
+    assert_eq!(engine.op("DeleteJob", &["doomed"]).0, 0);
+    assert!(crate::support::engine::descendants(engine.pid()).is_empty(), "the encoder was stopped");
+    // Calls go out in the order they were queued: once the next job's
+    // completion has arrived, a completion of the deleted job would have too.
+    start_job(&engine, &website, "after", &short);
+    let calls = website.wait_for(Duration::from_secs(120), "JobCompleted of the next job", |calls| {
+        calls.iter().any(|c| c.method == "JobCompleted" && c.str(0) == "after")
+    });
+    assert!(of_job(&calls, "doomed").iter().all(|c| c.method != "JobCompleted"), "{:?}", summary(&calls));
+    assert!(std::fs::read_dir(engine.data_dir.join("work")).unwrap().next().is_none(), "work dirs removed");
+});

@@ -306,15 +306,14 @@ impl Api {
     }
 
     fn delete_job(&self, id: &JobId) -> OpResult<()> {
-        // A running job is cancelled first, and its worker let go of it, so
-        // nothing it writes afterwards outlives the delete.
-        if let Change::Done(_) = self.store.cancel_job(id, SystemTime::now())? {
-            self.workers.stop(id, StopReason::Cancelled);
-        }
-        if !self.workers.wait_gone(id, DELETE_WAIT) {
-            log::warn!("job {id}: still stopping after {DELETE_WAIT:?}; deleting anyway");
-        }
+        // The row (and with it any pending call) goes first, so a running
+        // job's worker finds nothing to finish and no JobCompleted is ever
+        // queued for it; then the worker is stopped and waited for, so
+        // nothing it writes outlives the delete.
         let deleted = self.store.delete_job(id)?.ok_or_else(|| not_found(id))?;
+        if self.workers.stop(id, StopReason::Cancelled) && !self.workers.wait_gone(id, DELETE_WAIT) {
+            log::warn!("job {id}: still stopping after {DELETE_WAIT:?}; its worker discards what it made");
+        }
         for file in &deleted.output_files {
             if let Err(e) = self.files.remove(file) {
                 log::warn!("job {id}: output {file} not removed: {e}");

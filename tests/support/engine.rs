@@ -253,6 +253,14 @@ impl Engine {
         (status, bytes)
     }
 
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let response = self.agent.get(&format!("{}{path}", self.url)).call().expect("HTTP GET");
+        let status = response.status().as_u16();
+        let mut bytes = Vec::new();
+        response.into_body().into_reader().read_to_end(&mut bytes).expect("body");
+        (status, bytes)
+    }
+
     /// Uploads a file, returning its FileID.
     pub fn upload(&self, path: &Path) -> String {
         let bytes = std::fs::read(path).expect("read fixture");
