@@ -135,9 +135,8 @@ pub enum Ended {
 #[derive(Debug)]
 pub struct ChildError {
     pub program: String,
+    /// How it ended; an exit code or a signal is the exit status.
     pub ended: Ended,
-    /// The exit status, when the child was started.
-    pub status: Option<ExitStatus>,
     /// Why spawning failed, for NotFound and SpawnFailed.
     pub io: Option<io::Error>,
     /// How long the child ran.
@@ -216,7 +215,6 @@ pub fn run(
     let fail = |ended: Ended, io: Option<io::Error>| ChildError {
         program: spec.program_name(),
         ended,
-        status: None,
         io,
         ran: Duration::ZERO,
         limit: None,
@@ -333,7 +331,6 @@ pub fn run(
     Err(ChildError {
         program: spec.program_name(),
         ended,
-        status: status.ok(),
         io: None,
         ran: started.elapsed(),
         limit,
@@ -562,7 +559,6 @@ mod tests {
     fn exit_code_and_stderr_tail_in_the_error() {
         let e = output(&sh("echo 'Cannot open demuxer.' >&2; exit 3"), &never_stop).unwrap_err();
         assert_eq!(e.ended, Ended::Exited(3));
-        assert_eq!(e.status.and_then(|s| s.code()), Some(3));
         assert_eq!(e.said(), "Cannot open demuxer.");
         assert!(
             e.to_string()
