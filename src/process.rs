@@ -342,17 +342,27 @@ pub fn run(
 /// Has the child `pid` exited? Looks without reaping (WNOWAIT), so the pid
 /// and the group id stay ours until [`finish`].
 fn leader_exited(pid: libc::pid_t) -> bool {
-    // SAFETY: waitid only writes into the zeroed siginfo_t we own.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let rc = libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
-        // rc -1: not our child any more (already reaped): it has exited.
-        rc != 0 || info.si_pid() != 0
+    loop {
+        // SAFETY: waitid only writes into the zeroed siginfo_t we own.
+        let (rc, exited) = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let rc = libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            );
+            (rc, info.si_pid() != 0)
+        };
+        if rc == 0 {
+            return exited;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // ECHILD: not our child any more (someone reaped it), so it
+            // has exited; anything else cannot be waited on either.
+            _ => return true,
+        }
     }
 }
 
