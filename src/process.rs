@@ -135,9 +135,8 @@ pub enum Ended {
 #[derive(Debug)]
 pub struct ChildError {
     pub program: String,
+    /// How it ended; an exit code or a signal is the exit status.
     pub ended: Ended,
-    /// The exit status, when the child was started.
-    pub status: Option<ExitStatus>,
     /// Why spawning failed, for NotFound and SpawnFailed.
     pub io: Option<io::Error>,
     /// How long the child ran.
@@ -216,7 +215,6 @@ pub fn run(
     let fail = |ended: Ended, io: Option<io::Error>| ChildError {
         program: spec.program_name(),
         ended,
-        status: None,
         io,
         ran: Duration::ZERO,
         limit: None,
@@ -333,7 +331,6 @@ pub fn run(
     Err(ChildError {
         program: spec.program_name(),
         ended,
-        status: status.ok(),
         io: None,
         ran: started.elapsed(),
         limit,
@@ -345,17 +342,27 @@ pub fn run(
 /// Has the child `pid` exited? Looks without reaping (WNOWAIT), so the pid
 /// and the group id stay ours until [`finish`].
 fn leader_exited(pid: libc::pid_t) -> bool {
-    // SAFETY: waitid only writes into the zeroed siginfo_t we own.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let rc = libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
-        // rc -1: not our child any more (already reaped): it has exited.
-        rc != 0 || info.si_pid() != 0
+    loop {
+        // SAFETY: waitid only writes into the zeroed siginfo_t we own.
+        let (rc, exited) = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let rc = libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            );
+            (rc, info.si_pid() != 0)
+        };
+        if rc == 0 {
+            return exited;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // ECHILD: not our child any more (someone reaped it), so it
+            // has exited; anything else cannot be waited on either.
+            _ => return true,
+        }
     }
 }
 
@@ -562,7 +569,6 @@ mod tests {
     fn exit_code_and_stderr_tail_in_the_error() {
         let e = output(&sh("echo 'Cannot open demuxer.' >&2; exit 3"), &never_stop).unwrap_err();
         assert_eq!(e.ended, Ended::Exited(3));
-        assert_eq!(e.status.and_then(|s| s.code()), Some(3));
         assert_eq!(e.said(), "Cannot open demuxer.");
         assert!(
             e.to_string()

@@ -1,8 +1,9 @@
 //! One integration-test binary; one module per topic.
 
-mod store;
-mod support;
 mod api;
+mod encoder;
 mod files;
 mod lifecycle;
+mod store;
+mod support;
 mod worker;

@@ -10,7 +10,7 @@
 //! form is [`Details::to_json`]: canonical JSON with the contract's field
 //! names and no secrets, read back by [`Details::from_json`].
 //!
-//! May use: `job` (this module's parent), nothing else in the crate.
+//! May use: `job` (this module's parent) and `crate::shorten`; nothing else.
 
 use super::JobKind;
 use serde::de::Error as _;
