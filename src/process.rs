@@ -236,6 +236,17 @@ pub fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    // The child dies with the engine (kill -9 included) instead of running
+    // on unowned: a restarted engine runs the job again from the start.
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }
