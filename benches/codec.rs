@@ -1,8 +1,13 @@
 //! Codec hot paths: decoding the calls the website makes most (CreateJob,
 //! GetProgress), encoding a GetJob reply, and decoding a response as the
-//! engine's website client does.
+//! engine's website client does; then the other pure code on a request or
+//! job path: CreateJob's job details parsing, the stored details read back
+//! by a worker, and the encoders' progress lines.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use jobengine::job::details::{self, Details};
+use jobengine::job::JobKind;
+use jobengine::kinds::encode::{parse_mencoder_pos, FfmpegProgress};
 use jobengine::protocol::xmlrpc::{parse_call, parse_response, write_response, Limits};
 use jobengine::protocol::Value;
 
@@ -76,5 +81,65 @@ fn codec(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, codec);
+const ENCODER_XML: &str = "<EncoderJob><AudioFile>9b1d4e6a-2c3f-4a5b-8d7e-1f0a2b3c4d5e</AudioFile>\
+<ImageFile>77e0a1b2-c3d4-4e5f-a6b7-c8d9e0f1a2b3</ImageFile><Format>mp4</Format></EncoderJob>";
+
+const ENCODER_JSON: &str = "{\"AudioFile\": \"9b1d4e6a-2c3f-4a5b-8d7e-1f0a2b3c4d5e\", \
+\"ImageFile\": \"77e0a1b2-c3d4-4e5f-a6b7-c8d9e0f1a2b3\", \"Format\": \"mp4\"}";
+
+const UPLOADER_XML: &str = "<YoutubeUploaderJob><VideoFile>c0ffee00-1234-4abc-8def-0123456789ab</VideoFile>\
+<Title>Sunday service, 5 May 2024</Title><Description>Recorded live. Readings: Acts 10, Psalm 98.</Description>\
+<Tags><Tag>sermon</Tag><Tag>church</Tag><Tag>2024</Tag></Tags><CategoryId>29</CategoryId>\
+<PrivacyStatus>unlisted</PrivacyStatus><RefreshToken>1//0gAbCdEfGhIjKlMnOpQrStUvWxYz-0123456789</RefreshToken>\
+</YoutubeUploaderJob>";
+
+/// A mencoder status line, as it arrives (carriage returns split them).
+const MENCODER_LINE: &str =
+    "Pos:  12.0s     12f (60%)  5.73fps Trem:   0min   0mb  A-V:0.000 [1043:128]";
+
+/// One ffmpeg `-progress` block (MEDIA-NOTES A6).
+const FFMPEG_BLOCK: &str =
+    "frame=12\nfps=0.00\nstream_0_0_q=28.0\nbitrate= 141.2kbits/s\ntotal_size=212992\n\
+out_time_us=12015601\nout_time_ms=12015601\nout_time=00:00:12.015601\ndup_frames=0\ndrop_frames=0\n\
+speed=11.1x\nprogress=continue\n";
+
+fn job_details(c: &mut Criterion) {
+    c.bench_function("details::parse EncoderJob XML", |b| {
+        b.iter(|| details::parse(JobKind::Encoder, black_box(ENCODER_XML)))
+    });
+    c.bench_function("details::parse EncoderJob JSON", |b| {
+        b.iter(|| details::parse(JobKind::Encoder, black_box(ENCODER_JSON)))
+    });
+    c.bench_function("details::parse YoutubeUploaderJob XML", |b| {
+        b.iter(|| details::parse(JobKind::YoutubeUploader, black_box(UPLOADER_XML)))
+    });
+    let stored = match details::parse(JobKind::Encoder, ENCODER_XML) {
+        Ok(parsed) => parsed.details.to_json(),
+        Err(e) => panic!("the bench's own details do not parse: {e}"),
+    };
+    c.bench_function(
+        "Details::from_json EncoderJob (stored details, as a worker reads them)",
+        |b| b.iter(|| Details::from_json(JobKind::Encoder, black_box(&stored))),
+    );
+}
+
+fn progress_lines(c: &mut Criterion) {
+    c.bench_function("progress: mencoder status line", |b| {
+        b.iter(|| parse_mencoder_pos(black_box(MENCODER_LINE)))
+    });
+    c.bench_function("progress: ffmpeg -progress block (12 lines)", |b| {
+        b.iter(|| {
+            let mut p = FfmpegProgress::default();
+            let mut last = None;
+            for line in black_box(FFMPEG_BLOCK).lines() {
+                if let Some(pos) = p.line(line) {
+                    last = Some(pos);
+                }
+            }
+            last
+        })
+    });
+}
+
+criterion_group!(benches, codec, job_details, progress_lines);
 criterion_main!(benches);

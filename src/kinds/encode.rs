@@ -739,7 +739,7 @@ fn ffmpeg_args(
 /// The position in seconds from a mencoder status line,
 /// `Pos:  29.0s    727f ( 4%) 384.86fps Trem: …` (MEDIA-NOTES A6: the rule
 /// is `^Pos:\s*([0-9.]+)s\s+(\d+)f\s+\(\s*(\d+)%\)`).
-fn parse_mencoder_pos(line: &str) -> Option<f64> {
+pub fn parse_mencoder_pos(line: &str) -> Option<f64> {
     fn digits(s: &str, ok: impl Fn(char) -> bool) -> (&str, &str) {
         let end = s.find(|c: char| !ok(c)).unwrap_or(s.len());
         s.split_at(end)
@@ -764,7 +764,7 @@ fn parse_mencoder_pos(line: &str) -> Option<f64> {
 /// Reads ffmpeg's `-progress` key=value blocks (MEDIA-NOTES A6): keys
 /// collect until a `progress=` line closes the block.
 #[derive(Debug, Default)]
-struct FfmpegProgress {
+pub struct FfmpegProgress {
     /// `out_time_us` of the block being read; None until seen or `N/A`.
     out_time_us: Option<i64>,
     /// The furthest position a finished block reported, in seconds.
@@ -776,7 +776,7 @@ struct FfmpegProgress {
 impl FfmpegProgress {
     /// Feeds one line; at the end of a block, returns its position in
     /// seconds (None for a block without a usable `out_time_us`).
-    fn line(&mut self, line: &str) -> Option<f64> {
+    pub fn line(&mut self, line: &str) -> Option<f64> {
         let (key, value) = line.trim().split_once('=')?;
         match key {
             "out_time_us" => {
