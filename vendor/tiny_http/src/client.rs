@@ -60,7 +60,9 @@ impl ClientConnection {
 
         ClientConnection {
             source,
-            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
+            // jobengine patch: 8 KiB (upstream 1 KiB), so an answer's head
+            // and a body of a few KiB leave in one write and one segment.
+            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(8192, write_socket)),
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
