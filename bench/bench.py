@@ -95,11 +95,13 @@ def threads_of(pid):
 
 
 def machine_cpu():
-    """(busy, total) CPU seconds since boot; busy leaves out irq/softirq."""
+    """(busy, total) CPU seconds since boot. Busy includes irq and softirq:
+    loopback TCP's receive work runs in softirq and this kernel charges it
+    to the sending process too (leaving it out made "foreign" negative)."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:9]]
     user, nice, system, idle, iowait, irq, softirq, steal = v
-    busy = user + nice + system + steal
+    busy = user + nice + system + irq + softirq + steal
     return busy / CLK, sum(v) / CLK
 
 
