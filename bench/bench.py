@@ -722,13 +722,17 @@ def scenario_files(suite, engine, static):
 
 
 class Idle:
-    """Watches a fresh engine that nobody talks to, from 1 s after it is ready."""
+    """Watches a fresh engine that nobody talks to. For PostgreSQL it also
+    counts the backends serving the engine's database: work the engine
+    makes PostgreSQL do (a poll, say) shows there, not in its own CPU."""
 
-    def __init__(self, server, secs):
+    def __init__(self, server, secs, backends=None):
         self.server = server
         self.secs = secs
+        self.backends = backends or (lambda: [])
         self.t0 = time.time()
         self.c0 = proc_cpu(server.pid)
+        self.b0 = {pid: proc_cpu(pid) for pid in self.backends()}
         self.result = None
         self.timer = threading.Timer(secs, self._done)
         self.timer.daemon = True
@@ -736,9 +740,11 @@ class Idle:
 
     def _done(self):
         dt = time.time() - self.t0
-        self.result = dict(cpu=(proc_cpu(self.server.pid) - self.c0) / dt * 100,
+        b1 = {pid: proc_cpu(pid) for pid in self.backends()}
+        pg = sum(b1[p] - self.b0.get(p, 0.0) for p in b1)
+        self.result = dict(cpu=(proc_cpu(self.server.pid) - self.c0) / dt * 100, pg=pg / dt * 100,
                            rss=proc_status(self.server.pid, "VmRSS") / 1024, secs=dt,
-                           threads=threads_of(self.server.pid))
+                           threads=threads_of(self.server.pid), backends=len(b1))
 
     def wait(self):
         self.timer.join()
@@ -805,7 +811,11 @@ def run_suite(suite):
     idle_pg = suite.engine("engine-idle-pg", suite.pg.url("jobengine_bench_idle"))
     idle_sq = suite.engine("engine-idle-sqlite", "sqlite:" + os.path.join(work, "idle.db"))
     time.sleep(1)
-    idles = {"PostgreSQL": Idle(idle_pg, cfg["idle_secs"]), "SQLite": Idle(idle_sq, cfg["idle_secs"])}
+    def idle_backends():
+        out = suite.pg.psql("postgres", "SELECT pid FROM pg_stat_activity WHERE datname = 'jobengine_bench_idle'")
+        return [int(x) for x in out.split()]
+
+    idles = {"PostgreSQL": Idle(idle_pg, cfg["idle_secs"], idle_backends), "SQLite": Idle(idle_sq, cfg["idle_secs"])}
 
     tool_log = os.path.join(work, "tools.log")
     shim_dir, real_tools = make_shims(work, tool_log)
@@ -912,8 +922,9 @@ def run_suite(suite):
         r = idle.wait()
         suite.row(f"idle engine, {name}: RSS", f"{r['rss']:.1f} MiB ({r['threads']} threads)",
                   f"{hello_idle_rss:.1f} MiB (bare rouille)", None, "≤ 20 MiB", r["rss"] <= 20)
-        suite.row(f"idle engine, {name}: CPU over {r['secs']:.0f} s", f"{r['cpu']:.3f} %", "–", None, "≤ 0.5 %",
-                  r["cpu"] <= 0.5)
+        pg = f" + its {r['backends']} PostgreSQL backend(s) {r['pg']:.3f} %" if r["backends"] else ""
+        suite.row(f"idle engine, {name}: CPU over {r['secs']:.0f} s", f"{r['cpu']:.3f} %{pg}", "–", None, "≤ 0.5 %",
+                  r["cpu"] + r["pg"] <= 0.5)
     suite.check_alive()
 
 
