@@ -4,6 +4,7 @@ mod api;
 mod encoder;
 mod files;
 mod lifecycle;
+mod perf;
 mod store;
 mod support;
 mod worker;
