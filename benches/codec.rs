@@ -117,10 +117,9 @@ fn job_details(c: &mut Criterion) {
         Ok(parsed) => parsed.details.to_json(),
         Err(e) => panic!("the bench's own details do not parse: {e}"),
     };
-    c.bench_function(
-        "Details::from_json EncoderJob (stored details, as a worker reads them)",
-        |b| b.iter(|| Details::from_json(JobKind::Encoder, black_box(&stored))),
-    );
+    c.bench_function("Details::from_json EncoderJob (stored)", |b| {
+        b.iter(|| Details::from_json(JobKind::Encoder, black_box(&stored)))
+    });
 }
 
 fn progress_lines(c: &mut Criterion) {
