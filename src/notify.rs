@@ -43,7 +43,14 @@ impl Courier {
         let (wake, woken) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("courier".into())
-            .spawn(move || Delivery { store, agent, config }.run(woken))
+            .spawn(move || {
+                Delivery {
+                    store,
+                    agent,
+                    config,
+                }
+                .run(woken)
+            })
             .expect("spawning the courier thread");
         Courier { wake, thread }
     }
@@ -90,7 +97,10 @@ impl Delivery {
 
     fn until_next_due(&self) -> Duration {
         match self.store.next_call_due() {
-            Ok(Some(at)) => at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO).min(IDLE_LOOK),
+            Ok(Some(at)) => at
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .min(IDLE_LOOK),
             _ => IDLE_LOOK,
         }
     }
@@ -122,19 +132,31 @@ impl Delivery {
         match self.send(call) {
             Ok(()) => {
                 if let Err(e) = self.store.call_delivered(call.id, now) {
-                    log::warn!("{} delivered but not marked ({e}); it may be sent again", describe(call));
+                    log::warn!(
+                        "{} delivered but not marked ({e}); it may be sent again",
+                        describe(call)
+                    );
                 }
                 true
             }
             Err(why) => {
                 let config = self.config.get();
-                let age = now.duration_since(call.created_at).unwrap_or(Duration::ZERO);
+                let age = now
+                    .duration_since(call.created_at)
+                    .unwrap_or(Duration::ZERO);
                 if age >= config.callback_give_up {
-                    log::error!("{} undeliverable after {} attempts: {why}", describe(call), call.attempts + 1);
+                    log::error!(
+                        "{} undeliverable after {} attempts: {why}",
+                        describe(call),
+                        call.attempts + 1
+                    );
                     let _ = self.store.call_undeliverable(call.id, &why, now);
                 } else {
                     let retry_in = backoff(call.attempts + 1);
-                    log::warn!("{} failed ({why}); retrying in {retry_in:?}", describe(call));
+                    log::warn!(
+                        "{} failed ({why}); retrying in {retry_in:?}",
+                        describe(call)
+                    );
                     let _ = self.store.call_failed(call.id, &why, now + retry_in);
                 }
                 false
@@ -180,7 +202,8 @@ impl Delivery {
 /// Wait before attempt `n` (1-based): 2^n seconds, capped at 10 minutes,
 /// with full jitter between half and all of it.
 pub fn backoff(attempt: i32) -> Duration {
-    let ceiling = Duration::from_secs(1u64 << attempt.clamp(0, 10) as u32).min(Duration::from_secs(600));
+    let ceiling =
+        Duration::from_secs(1u64 << attempt.clamp(0, 10) as u32).min(Duration::from_secs(600));
     let jitter = jitter_fraction();
     ceiling.mul_f64(0.5 + 0.5 * jitter)
 }
@@ -190,7 +213,9 @@ pub fn backoff(attempt: i32) -> Duration {
 fn jitter_fraction() -> f64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
     let mut x = nanos ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);

@@ -45,33 +45,10 @@ fn require_tools() {
     });
 }
 
-/// A 600 s MP3, made once with ffmpeg and kept in the target's temp dir.
+/// A 600 s MP3 (made once, shared with the other tests).
 fn long_audio() -> PathBuf {
-    static LONG: OnceLock<PathBuf> = OnceLock::new();
-    LONG.get_or_init(|| {
-        require_tools();
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let path = dir.join(format!("tone-{LONG_SECONDS}s.mp3"));
-        if !path.is_file() {
-            let tmp = dir.join(format!("tone-{LONG_SECONDS}s.{}.mp3", std::process::id()));
-            let status = Command::new("ffmpeg")
-                .args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
-                .arg(format!(
-                    "sine=frequency=440:sample_rate=44100:duration={LONG_SECONDS}"
-                ))
-                .args(["-ac", "1", "-c:a", "libmp3lame", "-b:a", "32k"])
-                .arg(&tmp)
-                .status()
-                .expect("ffmpeg runs");
-            assert!(
-                status.success(),
-                "ffmpeg could not make the long test audio"
-            );
-            std::fs::rename(&tmp, &path).expect("rename the long test audio");
-        }
-        path
-    })
-    .clone()
+    require_tools();
+    crate::support::long_mp3(LONG_SECONDS)
 }
 
 /// One engine's worth of state: a data dir, its file store and a config.

@@ -31,20 +31,32 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, ExitError> {
             let pool = (HTTP_THREADS + config.workers + 4) as u32;
             store::postgres::PgStore::open(url, pool).map(|s| Arc::new(s) as Arc<dyn Store>)
         }
-        Database::Sqlite(path) => store::sqlite::SqliteStore::open(path).map(|s| Arc::new(s) as Arc<dyn Store>),
+        Database::Sqlite(path) => {
+            store::sqlite::SqliteStore::open(path).map(|s| Arc::new(s) as Arc<dyn Store>)
+        }
     };
-    opened.map_err(|e| ExitError::Store(format!("cannot open the store {}: {e}", config.database_for_log())))
+    opened.map_err(|e| {
+        ExitError::Store(format!(
+            "cannot open the store {}: {e}",
+            config.database_for_log()
+        ))
+    })
 }
 
 /// `jobengine serve`: runs until SIGTERM/SIGINT.
 pub fn serve(flags: Flags, config: Config) -> Result<(), ExitError> {
-    let controls = signals::listen().map_err(|e| ExitError::Fatal(format!("cannot install signal handlers: {e}")))?;
+    let controls = signals::listen()
+        .map_err(|e| ExitError::Fatal(format!("cannot install signal handlers: {e}")))?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        ExitError::Fatal(format!("cannot create the data dir {}: {e}", config.data_dir.display()))
+        ExitError::Fatal(format!(
+            "cannot create the data dir {}: {e}",
+            config.data_dir.display()
+        ))
     })?;
     let store = open_store(&config)?;
-    let files = Files::open(&config.data_dir)
-        .map_err(|e| ExitError::Fatal(format!("cannot prepare {}: {e}", config.data_dir.display())))?;
+    let files = Files::open(&config.data_dir).map_err(|e| {
+        ExitError::Fatal(format!("cannot prepare {}: {e}", config.data_dir.display()))
+    })?;
     let engine_id = match &config.engine_id {
         Some(id) => id.clone(),
         None => store
@@ -56,7 +68,9 @@ pub fn serve(flags: Flags, config: Config) -> Result<(), ExitError> {
         .recover_jobs(config.max_attempts, SystemTime::now())
         .map_err(|e| ExitError::Store(format!("recovery failed: {e}")))?;
     for id in &recovery.requeued {
-        log::warn!("job {id}: was InProgress when the engine died; queued again (one attempt used)");
+        log::warn!(
+            "job {id}: was InProgress when the engine died; queued again (one attempt used)"
+        );
     }
     for id in &recovery.failed {
         log::error!("job {id}: was InProgress when the engine died, past max_attempts; Failed (7)");
@@ -74,7 +88,9 @@ pub fn serve(flags: Flags, config: Config) -> Result<(), ExitError> {
             kinds: crate::kinds::for_job,
         },
     );
-    let queued = store.started_jobs().map_err(|e| ExitError::Store(format!("cannot read the queue: {e}")))?;
+    let queued = store
+        .started_jobs()
+        .map_err(|e| ExitError::Store(format!("cannot read the queue: {e}")))?;
     for id in &queued {
         pool.handle().enqueue(id.clone());
     }
@@ -82,7 +98,13 @@ pub fn serve(flags: Flags, config: Config) -> Result<(), ExitError> {
     let accepting = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicBool::new(false));
     let service = Service {
-        api: Api::new(store.clone(), files.clone(), pool.handle(), live.clone(), accepting.clone()),
+        api: Api::new(
+            store.clone(),
+            files.clone(),
+            pool.handle(),
+            live.clone(),
+            accepting.clone(),
+        ),
         store: store.clone(),
         files: files.clone(),
         ready: ready.clone(),
@@ -97,11 +119,21 @@ pub fn serve(flags: Flags, config: Config) -> Result<(), ExitError> {
     let courier = Courier::start(store.clone(), agent, live.clone());
     if let Some(url) = &config.website_url {
         let engine_url = if config.listen.port() == 0 {
-            config.engine_url.replace(&config.listen.to_string(), &bound.to_string())
+            config
+                .engine_url
+                .replace(&config.listen.to_string(), &bound.to_string())
         } else {
             config.engine_url.clone()
         };
-        notice(&*store, url, "EngineStarted", vec![CallParam::Str(engine_id.clone()), CallParam::Str(engine_url)]);
+        notice(
+            &*store,
+            url,
+            "EngineStarted",
+            vec![
+                CallParam::Str(engine_id.clone()),
+                CallParam::Str(engine_url),
+            ],
+        );
         courier.wake();
     }
     accepting.store(true, Ordering::SeqCst);
@@ -119,7 +151,9 @@ pub fn serve(flags: Flags, config: Config) -> Result<(), ExitError> {
     let heartbeat = config.heartbeat_interval;
     let mut next_beat = heartbeat.map(|d| Instant::now() + d);
     loop {
-        let timeout = next_beat.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
+        let timeout = next_beat.map_or(Duration::from_secs(3600), |at| {
+            at.saturating_duration_since(Instant::now())
+        });
         match controls.recv_timeout(timeout) {
             Ok(Control::Shutdown) => break,
             Ok(Control::ExitNow) => std::process::exit(1),
@@ -130,7 +164,12 @@ pub fn serve(flags: Flags, config: Config) -> Result<(), ExitError> {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 let cfg = live.get();
                 if let (Some(url), Some(every)) = (&cfg.website_url, cfg.heartbeat_interval) {
-                    notice(&*store, url, "EngineAlive", vec![CallParam::Str(engine_id.clone())]);
+                    notice(
+                        &*store,
+                        url,
+                        "EngineAlive",
+                        vec![CallParam::Str(engine_id.clone())],
+                    );
                     courier.wake();
                     next_beat = Some(Instant::now() + every);
                 } else {
@@ -145,11 +184,19 @@ pub fn serve(flags: Flags, config: Config) -> Result<(), ExitError> {
     // website, put running jobs back, deliver what can be delivered.
     let cfg = live.get();
     let deadline = Instant::now() + cfg.shutdown_grace;
-    log::info!("stopping: no new jobs; running ones go back to Started (grace {:?})", cfg.shutdown_grace);
+    log::info!(
+        "stopping: no new jobs; running ones go back to Started (grace {:?})",
+        cfg.shutdown_grace
+    );
     accepting.store(false, Ordering::SeqCst);
     ready.store(false, Ordering::SeqCst);
     if let Some(url) = &cfg.website_url {
-        notice(&*store, url, "EngineStopping", vec![CallParam::Str(engine_id.clone())]);
+        notice(
+            &*store,
+            url,
+            "EngineStopping",
+            vec![CallParam::Str(engine_id.clone())],
+        );
         courier.wake();
     }
     let exit_now = std::thread::spawn(move || {
@@ -162,7 +209,9 @@ pub fn serve(flags: Flags, config: Config) -> Result<(), ExitError> {
     // Keep a little of the grace for the website notice and the HTTP stop.
     let pool_grace = cfg.shutdown_grace.mul_f32(0.8);
     if !pool.shutdown(pool_grace) {
-        log::warn!("some jobs did not stop within {pool_grace:?}; they are recovered on the next start");
+        log::warn!(
+            "some jobs did not stop within {pool_grace:?}; they are recovered on the next start"
+        );
     }
     courier.drain(deadline);
     let _ = stop_http.send(());
@@ -174,7 +223,13 @@ pub fn serve(flags: Flags, config: Config) -> Result<(), ExitError> {
 
 /// Queues a notice to the website (not tied to a job).
 fn notice(store: &dyn Store, url: &str, method: &str, params: Vec<CallParam>) {
-    let call = NewCall { job: None, url: url.to_owned(), method: method.to_owned(), params, now: SystemTime::now() };
+    let call = NewCall {
+        job: None,
+        url: url.to_owned(),
+        method: method.to_owned(),
+        params,
+        now: SystemTime::now(),
+    };
     if let Err(e) = store.enqueue_call(&call) {
         log::error!("{method} not queued: {e}");
     }
@@ -238,6 +293,10 @@ pub fn migrate(config: &Config) -> Result<(), ExitError> {
         }
     }
     let store = open_store(config)?;
-    log::info!("schema of {} is up to date (version {})", store.describe(), store::migrate::LATEST);
+    log::info!(
+        "schema of {} is up to date (version {})",
+        store.describe(),
+        store::migrate::LATEST
+    );
     Ok(())
 }

@@ -47,22 +47,34 @@ impl PgDatabase {
     pub fn create() -> PgDatabase {
         let admin_url = super::pg_url();
         let name = format!("je_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap_or_else(|e| {
-            panic!(
+        let mut admin =
+            postgres::Client::connect(&admin_url, postgres::NoTls).unwrap_or_else(|e| {
+                panic!(
                 "PostgreSQL is needed at {admin_url} ({e}); start it (pg_ctlcluster 15 main start) \
                  or set JOBENGINE_TEST_DATABASE to a server where this user may CREATE DATABASE"
             )
-        });
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("CREATE DATABASE");
-        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b).to_owned();
-        PgDatabase { url: format!("{base}/{name}"), name }
+            });
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("CREATE DATABASE");
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b)
+            .to_owned();
+        PgDatabase {
+            url: format!("{base}/{name}"),
+            name,
+        }
     }
 }
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         if let Ok(mut admin) = postgres::Client::connect(&super::pg_url(), postgres::NoTls) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -76,11 +88,18 @@ pub struct EngineOptions {
 
 impl EngineOptions {
     pub fn new(backend: Backend) -> EngineOptions {
-        EngineOptions { backend, env: vec![], database: None }
+        EngineOptions {
+            backend,
+            env: vec![],
+            database: None,
+        }
     }
 
     pub fn set(mut self, key: &str, value: impl ToString) -> EngineOptions {
-        self.env.push((format!("JOBENGINE_{}", key.to_ascii_uppercase()), value.to_string()));
+        self.env.push((
+            format!("JOBENGINE_{}", key.to_ascii_uppercase()),
+            value.to_string(),
+        ));
         self
     }
 
@@ -113,7 +132,10 @@ impl Engine {
         let data_dir = dir.path().join("data");
         let (database, pg) = match (options.database, options.backend) {
             (Some(url), _) => (url, None),
-            (None, Backend::Sqlite) => (format!("sqlite:{}", dir.path().join("data/jobengine.db").display()), None),
+            (None, Backend::Sqlite) => (
+                format!("sqlite:{}", dir.path().join("data/jobengine.db").display()),
+                None,
+            ),
             (None, Backend::Postgres) => {
                 let db = PgDatabase::create();
                 (db.url.clone(), Some(db))
@@ -142,14 +164,21 @@ impl Engine {
     /// Starts the process (again), on `listen`, and waits until it serves.
     fn spawn(&mut self, listen: &str) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobengine"));
-        cmd.args(["serve", "--listen", listen, "--database", &self.database, "--data-dir"])
-            .arg(&self.data_dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "serve",
+            "--listen",
+            listen,
+            "--database",
+            &self.database,
+            "--data-dir",
+        ])
+        .arg(&self.data_dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(self.env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("starting the jobengine binary");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -169,7 +198,10 @@ impl Engine {
             Ok(addr) => self.url = format!("http://{addr}"),
             Err(_) => {
                 let _ = child.kill();
-                panic!("the engine did not start within 30 s; its log:\n{}", self.log());
+                panic!(
+                    "the engine did not start within 30 s; its log:\n{}",
+                    self.log()
+                );
             }
         }
         self.child = Some(child);
@@ -202,7 +234,10 @@ impl Engine {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("the engine did not exit within {within:?} of SIGTERM; log:\n{}", self.log());
+                panic!(
+                    "the engine did not exit within {within:?} of SIGTERM; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -224,19 +259,34 @@ impl Engine {
     pub fn call_values(&self, method: &str, params: &[Value]) -> Result<Value, Fault> {
         let body = xmlrpc::write_call(method, params);
         let reply = self.post_raw("/RPC2", "text/xml", &body);
-        assert_eq!(reply.0, 200, "HTTP status for {method}: body {}", String::from_utf8_lossy(&reply.1));
-        xmlrpc::parse_response(&reply.1, &Limits::default())
-            .unwrap_or_else(|f| panic!("unreadable response: {f:?}: {}", String::from_utf8_lossy(&reply.1)))
+        assert_eq!(
+            reply.0,
+            200,
+            "HTTP status for {method}: body {}",
+            String::from_utf8_lossy(&reply.1)
+        );
+        xmlrpc::parse_response(&reply.1, &Limits::default()).unwrap_or_else(|f| {
+            panic!(
+                "unreadable response: {f:?}: {}",
+                String::from_utf8_lossy(&reply.1)
+            )
+        })
     }
 
     /// A call that must answer a struct: (ResultCode, ErrorMessage, struct).
     pub fn op(&self, method: &str, params: &[&str]) -> (i32, String, Value) {
-        let value = self.call(method, params).unwrap_or_else(|f| panic!("{method} faulted: {f:?}"));
+        let value = self
+            .call(method, params)
+            .unwrap_or_else(|f| panic!("{method} faulted: {f:?}"));
         let code = match value.member("ResultCode") {
             Some(Value::Int(c)) => *c,
             other => panic!("{method}: ResultCode is {other:?} in {value:?}"),
         };
-        let message = value.member("ErrorMessage").and_then(Value::as_str).expect("ErrorMessage").to_owned();
+        let message = value
+            .member("ErrorMessage")
+            .and_then(Value::as_str)
+            .expect("ErrorMessage")
+            .to_owned();
         (code, message, value)
     }
 
@@ -249,15 +299,27 @@ impl Engine {
             .expect("HTTP POST");
         let status = response.status().as_u16();
         let mut bytes = Vec::new();
-        response.into_body().into_reader().read_to_end(&mut bytes).expect("body");
+        response
+            .into_body()
+            .into_reader()
+            .read_to_end(&mut bytes)
+            .expect("body");
         (status, bytes)
     }
 
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        let response = self.agent.get(&format!("{}{path}", self.url)).call().expect("HTTP GET");
+        let response = self
+            .agent
+            .get(&format!("{}{path}", self.url))
+            .call()
+            .expect("HTTP GET");
         let status = response.status().as_u16();
         let mut bytes = Vec::new();
-        response.into_body().into_reader().read_to_end(&mut bytes).expect("body");
+        response
+            .into_body()
+            .into_reader()
+            .read_to_end(&mut bytes)
+            .expect("body");
         (status, bytes)
     }
 
@@ -277,7 +339,11 @@ impl Engine {
     }
 
     pub fn state(&self, id: &str) -> String {
-        self.job(id).member("State").and_then(Value::as_str).expect("State").to_owned()
+        self.job(id)
+            .member("State")
+            .and_then(Value::as_str)
+            .expect("State")
+            .to_owned()
     }
 
     /// Waits until the job is in `state`, failing after `within`.
@@ -289,7 +355,10 @@ impl Engine {
                 return job;
             }
             if Instant::now() > deadline {
-                panic!("job {id} not {state} within {within:?}: {job:?}\nengine log:\n{}", self.log());
+                panic!(
+                    "job {id} not {state} within {within:?}: {job:?}\nengine log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -300,11 +369,17 @@ impl Engine {
         let deadline = Instant::now() + within;
         loop {
             let job = self.job(id);
-            if matches!(job.member("State").and_then(Value::as_str), Some("Success" | "Failed")) {
+            if matches!(
+                job.member("State").and_then(Value::as_str),
+                Some("Success" | "Failed")
+            ) {
                 return job;
             }
             if Instant::now() > deadline {
-                panic!("job {id} did not end within {within:?}: {job:?}\nengine log:\n{}", self.log());
+                panic!(
+                    "job {id} did not end within {within:?}: {job:?}\nengine log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -319,8 +394,14 @@ impl Drop for Engine {
 
 /// The shared fixtures (MP3, cover image).
 pub fn fixture(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(name);
-    assert!(path.is_file(), "fixture {} missing: the repository must sit beside shared/", path.display());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "fixture {} missing: the repository must sit beside shared/",
+        path.display()
+    );
     path
 }
 
@@ -329,12 +410,21 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     let mut found = vec![];
     let mut frontier = vec![pid];
     while let Some(parent) = frontier.pop() {
-        let Ok(entries) = std::fs::read_dir("/proc") else { break };
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            break;
+        };
         for entry in entries.flatten() {
-            let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+            let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+                continue;
+            };
             // Field 4 (after the parenthesised name) is the parent pid.
-            let ppid = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').nth(1)).and_then(|p| p.parse::<u32>().ok());
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split(' ').nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
             if ppid == Some(parent) {
                 found.push(child);
                 frontier.push(child);
@@ -347,12 +437,16 @@ pub fn descendants(pid: u32) -> Vec<u32> {
 /// Runs a Python script from tests/python with arguments; panics with its
 /// output unless it exits 0. Returns stdout.
 pub fn python(script: &str, args: &[&str]) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let out = Command::new("python3")
         .arg(&path)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("python3 is needed for the stock-client tests ({e}): apt-get install python3"));
+        .unwrap_or_else(|e| {
+            panic!("python3 is needed for the stock-client tests ({e}): apt-get install python3")
+        });
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -372,7 +466,11 @@ pub fn int(value: &Value, name: &str) -> i32 {
 }
 
 pub fn string(value: &Value, name: &str) -> String {
-    value.member(name).and_then(Value::as_str).unwrap_or_else(|| panic!("{name} missing in {value:?}")).to_owned()
+    value
+        .member(name)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{name} missing in {value:?}"))
+        .to_owned()
 }
 
 /// Reads a whole response body from a reader, bounded.
