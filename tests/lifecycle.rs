@@ -97,7 +97,10 @@ engine_test!(calls_survive_a_website_outage_in_order, |backend| {
     let calls = website.wait_for(
         Duration::from_secs(60),
         "JobCompleted after the outage",
-        |calls| calls.iter().any(|c| c.method == "JobCompleted"),
+        |calls| {
+            calls.iter().any(|c| c.method == "JobCompleted")
+                && calls.iter().any(|c| c.method == "EngineStarted")
+        },
     );
     assert_eq!(
         check_job_calls(&calls, "outage-1"),
@@ -188,10 +191,11 @@ engine_test!(kill_9_three_times_then_restart_loses_nothing, |backend| {
     for (id, state, code) in &outcomes {
         assert_eq!(check_job_calls(&calls, id), (state.clone(), *code));
     }
+    // At least once per start: a kill right after a delivery, before it
+    // was marked delivered, sends it again on the next start.
     let started = calls.iter().filter(|c| c.method == "EngineStarted").count();
-    assert_eq!(
-        started,
-        4,
+    assert!(
+        (4..=7).contains(&started),
         "one EngineStarted per start: {:?}",
         summary(&calls)
     );
