@@ -15,13 +15,15 @@
 //! same session and never creates the video twice; only a session YouTube
 //! says is gone (404/410) makes a new one, and that is logged.
 //!
-//! Stopping: every HTTP exchange runs on a short-lived thread of its own
-//! while the job's thread watches the stop signal (see [`off_thread`]), so a
-//! stop is answered within about 50 ms whatever the socket is doing. The
-//! abandoned exchange stops reading the file at once and its thread ends by
-//! itself within the agent's timeouts (`net::IO_TIMEOUT` for a server that
-//! went silent), making no further request; the next run asks the session
-//! where it stands, as after any interruption.
+//! Threads: the protocol runs on a thread of its own (the *uploader*), while
+//! the job's thread relays its progress and checkpoints to the engine and
+//! watches the stop signal. A stop is therefore answered within about 50 ms
+//! whatever a socket is doing; the uploader is told too, stops reading the
+//! file at once, and makes no further request (a socket it is blocked on
+//! ends within the agent's timeouts, `net::IO_TIMEOUT` for a server gone
+//! silent). It can no longer save anything: checkpoints go through the job's
+//! thread. Running the whole loop there (rather than one thread per request)
+//! keeps the hand-overs between chunks to the one reply of the server.
 //!
 //! Secrets (refresh token, access token, client secret) are never logged and
 //! are masked in every message this module produces.
@@ -30,10 +32,10 @@ use super::{Kind, RunCtx, StopReason, StopSignal};
 use crate::job::details::{Details, Privacy, UploaderDetails};
 use crate::job::{JobResult, Outcome};
 use crate::net;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -46,6 +48,9 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
 /// Cap on reply bodies read for error messages and video resources.
 const REPLY_LIMIT: u64 = 1024 * 1024;
+
+/// How often the job's thread looks at the stop signal while it waits.
+const STOP_POLL: Duration = Duration::from_millis(50);
 
 /// The message of a job whose refresh token YouTube no longer accepts.
 pub const RECONNECT_MESSAGE: &str = "YouTube no longer accepts this channel's authorization (the refresh \
@@ -95,11 +100,10 @@ impl RetryPolicy {
 /// Runs one upload with the given retry policy. [`YoutubeUploaderJob`] is
 /// this with the default policy; tests pass a faster one.
 pub fn upload(ctx: &RunCtx, policy: &RetryPolicy) -> Outcome {
-    let mut up = match Upload::prepare(ctx, policy) {
-        Ok(up) => up,
-        Err(outcome) => return outcome,
+    let outcome = match Upload::prepare(ctx, policy.clone()) {
+        Ok(up) => supervise(ctx, up),
+        Err(outcome) => outcome,
     };
-    let outcome = up.run();
     if let Outcome::Failed { code, message } = &outcome {
         log::warn!(
             "job {}: upload failed ({}): {}",
@@ -109,6 +113,95 @@ pub fn upload(ctx: &RunCtx, policy: &RetryPolicy) -> Outcome {
         );
     }
     outcome
+}
+
+/// What the uploader tells the job's thread.
+enum Event {
+    /// The server confirmed this many bytes.
+    Held(u64),
+    /// Save this checkpoint and answer whether it was saved.
+    Checkpoint(String, Sender<Result<(), String>>),
+    Finished(Outcome),
+}
+
+/// The uploader's side of the link to the job's thread.
+struct Link {
+    events: Sender<Event>,
+    stop: Arc<StopSignal>,
+}
+
+impl Link {
+    fn held(&self, bytes: u64) {
+        let _ = self.events.send(Event::Held(bytes));
+    }
+
+    fn checkpoint(&self, value: String) -> Result<(), String> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.events
+            .send(Event::Checkpoint(value, tx))
+            .map_err(|_| "the job stopped".to_owned())?;
+        rx.recv().map_err(|_| "the job stopped".to_owned())?
+    }
+}
+
+/// Starts the uploader and serves it from the job's thread until it
+/// finishes or the job is asked to stop.
+fn supervise(ctx: &RunCtx, up: Upload) -> Outcome {
+    let size = up.size;
+    let stop = Arc::new(StopSignal::new());
+    let (tx, rx): (Sender<Event>, Receiver<Event>) = crossbeam_channel::unbounded();
+    let link = Link {
+        events: tx,
+        stop: stop.clone(),
+    };
+    let spawned = thread::Builder::new()
+        .name("youtube-upload".into())
+        .spawn(move || {
+            let mut up = up;
+            let outcome = up.run(&link);
+            let _ = link.events.send(Event::Finished(outcome));
+        });
+    if let Err(e) = spawned {
+        return Outcome::failed(
+            JobResult::Internal,
+            format!("could not start the upload thread: {e}"),
+        );
+    }
+    let mut held = 0;
+    loop {
+        match rx.recv_timeout(STOP_POLL) {
+            Ok(Event::Held(bytes)) => {
+                held = bytes;
+                (ctx.progress)((bytes.saturating_mul(100) / size).min(100) as i32);
+            }
+            Ok(Event::Checkpoint(value, answer)) => {
+                let _ = answer.send((ctx.checkpoint)(&value));
+            }
+            Ok(Event::Finished(outcome)) => {
+                if matches!(outcome, Outcome::Success { .. }) {
+                    (ctx.progress)(100);
+                }
+                return outcome;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                return Outcome::failed(
+                    JobResult::Internal,
+                    "the upload thread ended without an outcome",
+                );
+            }
+        }
+        if let Some(reason) = ctx.stop.reason() {
+            stop.stop(reason);
+            return match reason {
+                StopReason::Cancelled => Outcome::failed(
+                    JobResult::Cancelled,
+                    format!("cancelled after YouTube confirmed {held} of {size} bytes"),
+                ),
+                StopReason::Shutdown => Outcome::Interrupted,
+            };
+        }
+    }
 }
 
 /// What a step of the protocol came to.
@@ -132,7 +225,8 @@ enum Reply {
     InputFailed(String),
     /// Not YouTube's fault and not worth retrying (bad URL, …): Failed 8.
     Internal(String),
-    Stopped(StopReason),
+    /// The job was asked to stop.
+    Stopped,
 }
 
 /// The resume point saved in the job's checkpoint.
@@ -156,19 +250,24 @@ impl Checkpoint {
     }
 }
 
-struct Upload<'a> {
-    ctx: &'a RunCtx<'a>,
-    policy: &'a RetryPolicy,
-    details: &'a UploaderDetails,
-    tokens: Tokens<'a>,
+/// One upload, owned by the uploader thread.
+struct Upload {
+    job: String,
+    /// The checkpoint of the previous run ("" for none).
+    resume: String,
+    policy: RetryPolicy,
+    details: UploaderDetails,
+    agent: ureq::Agent,
+    upload_url: String,
+    tokens: Tokens,
     file: Arc<File>,
     size: u64,
     chunk: u64,
     content_type: &'static str,
 }
 
-impl<'a> Upload<'a> {
-    fn prepare(ctx: &'a RunCtx<'a>, policy: &'a RetryPolicy) -> Result<Upload<'a>, Outcome> {
+impl Upload {
+    fn prepare(ctx: &RunCtx, policy: RetryPolicy) -> Result<Upload, Outcome> {
         let Details::Uploader(details) = ctx.details else {
             return Err(Outcome::failed(
                 JobResult::Internal,
@@ -215,14 +314,17 @@ impl<'a> Upload<'a> {
         }
         let content_type = sniff_content_type(&mut file);
         Ok(Upload {
-            ctx,
+            job: ctx.job.id.to_string(),
+            resume: ctx.job.checkpoint.clone(),
             policy,
-            details,
+            details: details.clone(),
+            agent: ctx.agent.clone(),
+            upload_url: ctx.config.youtube_upload_url.clone(),
             tokens: Tokens {
-                agent: ctx.agent,
-                url: &ctx.config.oauth_token_url,
-                client_id,
-                client_secret,
+                agent: ctx.agent.clone(),
+                url: ctx.config.oauth_token_url.clone(),
+                client_id: client_id.clone(),
+                client_secret: client_secret.clone(),
                 refresh_token,
                 cached: None,
             },
@@ -233,12 +335,15 @@ impl<'a> Upload<'a> {
         })
     }
 
-    fn run(&mut self) -> Outcome {
-        let job = &self.ctx.job.id;
+    /// The protocol, from the first token to the video ID. When the job is
+    /// stopped the outcome returned is not used (the job's thread has
+    /// answered already).
+    fn run(&mut self, link: &Link) -> Outcome {
+        let job = self.job.clone();
         let mut session = None;
         let mut need_query = false;
-        if !self.ctx.job.checkpoint.is_empty() {
-            match Checkpoint::parse(&self.ctx.job.checkpoint) {
+        if !self.resume.is_empty() {
+            match Checkpoint::parse(&self.resume) {
                 Some(cp) if cp.size == self.size => {
                     log::info!("job {job}: resuming its upload session");
                     session = Some(cp.session);
@@ -256,15 +361,15 @@ impl<'a> Upload<'a> {
         let mut failures = 0u32;
         let mut refreshed_for_401 = false;
         let mut sessions_lost = 0u32;
-        self.report(0);
+        link.held(0);
         loop {
-            if let Some(reason) = self.ctx.stop.reason() {
-                return self.stopped(reason, confirmed);
+            if link.stop.reason().is_some() {
+                return Outcome::Interrupted;
             }
             let reply = match &session {
                 None => self.open_session(),
                 Some(uri) if need_query => self.query(uri),
-                Some(uri) => self.send_chunk(uri, offset),
+                Some(uri) => self.send_chunk(uri, offset, &link.stop),
             };
             match reply {
                 Reply::Session(uri) => {
@@ -272,7 +377,7 @@ impl<'a> Upload<'a> {
                         session: uri,
                         size: self.size,
                     };
-                    if let Err(e) = (self.ctx.checkpoint)(&cp.to_json()) {
+                    if let Err(e) = link.checkpoint(cp.to_json()) {
                         return Outcome::failed(
                             JobResult::Internal,
                             format!(
@@ -287,7 +392,7 @@ impl<'a> Upload<'a> {
                     session = Some(cp.session);
                     (offset, confirmed, need_query, failures, refreshed_for_401) =
                         (0, 0, false, 0, false);
-                    self.report(0);
+                    link.held(0);
                 }
                 Reply::Incomplete(held) => {
                     if held > self.size {
@@ -303,11 +408,10 @@ impl<'a> Upload<'a> {
                         failures = 0;
                     }
                     (offset, confirmed, need_query, refreshed_for_401) = (held, held, false, false);
-                    self.report(held);
+                    link.held(held);
                 }
                 Reply::Done(video_id) => {
                     log::info!("job {job}: uploaded as YouTube video {video_id}");
-                    (self.ctx.progress)(100);
                     return Outcome::Success {
                         result: video_id,
                         outputs: vec![],
@@ -361,38 +465,21 @@ impl<'a> Upload<'a> {
                         self.policy.max_retries,
                         pause.as_secs_f64()
                     );
-                    if let Some(reason) = self.ctx.stop.wait(pause) {
-                        return self.stopped(reason, confirmed);
+                    if link.stop.wait(pause).is_some() {
+                        return Outcome::Interrupted;
                     }
                     need_query = session.is_some();
                 }
                 Reply::Rejected(why) => return self.fail(JobResult::RemoteRejected, why),
                 Reply::InputFailed(why) => return self.fail(JobResult::InputMissing, why),
                 Reply::Internal(why) => return self.fail(JobResult::Internal, why),
-                Reply::Stopped(reason) => return self.stopped(reason, confirmed),
+                Reply::Stopped => return Outcome::Interrupted,
             }
         }
     }
 
-    fn report(&self, held: u64) {
-        (self.ctx.progress)((held.saturating_mul(100) / self.size).min(100) as i32);
-    }
-
     fn fail(&self, code: JobResult, message: String) -> Outcome {
         Outcome::failed(code, self.redact(&message))
-    }
-
-    fn stopped(&self, reason: StopReason, confirmed: u64) -> Outcome {
-        match reason {
-            StopReason::Cancelled => Outcome::failed(
-                JobResult::Cancelled,
-                format!(
-                    "cancelled after YouTube confirmed {confirmed} of {} bytes",
-                    self.size
-                ),
-            ),
-            StopReason::Shutdown => Outcome::Interrupted,
-        }
     }
 
     fn redact(&self, text: &str) -> String {
@@ -401,7 +488,7 @@ impl<'a> Upload<'a> {
             text,
             &[
                 &self.tokens.refresh_token,
-                self.tokens.client_secret,
+                &self.tokens.client_secret,
                 access,
             ],
         )
@@ -409,166 +496,106 @@ impl<'a> Upload<'a> {
 
     /// `POST` the metadata: opens a resumable session.
     fn open_session(&mut self) -> Reply {
-        let token = match self.tokens.access_token(self.ctx.stop) {
+        let token = match self.tokens.access_token() {
             Ok(t) => t,
             Err(reply) => return reply,
         };
-        let url = self.ctx.config.youtube_upload_url.clone();
+        let url = &self.upload_url;
         let sep = if url.contains('?') { '&' } else { '?' };
         let target = format!("{url}{sep}uploadType=resumable&part=snippet,status");
-        let body = metadata_json(self.details).to_string();
-        let (agent, size, content_type) = (self.ctx.agent.clone(), self.size, self.content_type);
-        off_thread(self.ctx.stop, move |_| {
-            let sent = agent
-                .post(&target)
-                .config()
-                .max_redirects(0)
-                .build()
-                .header("Authorization", format!("Bearer {token}"))
-                .header("Content-Type", "application/json; charset=UTF-8")
-                .header("X-Upload-Content-Length", size.to_string())
-                .header("X-Upload-Content-Type", content_type)
-                .send(body.as_bytes());
-            let mut resp = match sent {
-                Ok(resp) => resp,
-                Err(e) => {
-                    return transport_reply(&e, &format!("opening an upload session at {url}"))
-                }
-            };
-            let status = resp.status().as_u16();
-            let location = header(&resp, "location");
-            let text = net::read_text(resp.body_mut(), REPLY_LIMIT);
-            match status {
-                200 | 201 => match location {
-                    Some(loc) if !loc.is_empty() => Reply::Session(absolute_location(&url, &loc)),
-                    _ => Reply::Transient(format!(
-                        "YouTube opened no upload session (HTTP {status} without Location)"
-                    )),
-                },
-                404 | 410 => Reply::Internal(format!(
-                    "the upload endpoint {url} answered HTTP {status}; check youtube_upload_url"
+        let body = metadata_json(&self.details).to_string();
+        let sent = self
+            .agent
+            .post(&target)
+            .config()
+            .max_redirects(0)
+            .build()
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json; charset=UTF-8")
+            .header("X-Upload-Content-Length", self.size.to_string())
+            .header("X-Upload-Content-Type", self.content_type)
+            .send(body.as_bytes());
+        let mut resp = match sent {
+            Ok(resp) => resp,
+            Err(e) => return transport_reply(&e, &format!("opening an upload session at {url}")),
+        };
+        let status = resp.status().as_u16();
+        let location = header(&resp, "location");
+        let text = net::read_text(resp.body_mut(), REPLY_LIMIT);
+        match status {
+            200 | 201 => match location {
+                Some(loc) if !loc.is_empty() => Reply::Session(absolute_location(url, &loc)),
+                _ => Reply::Transient(format!(
+                    "YouTube opened no upload session (HTTP {status} without Location)"
                 )),
-                _ => classify_error(status, &resp, &text),
-            }
-        })
-        .unwrap_or_else(|stopped| stopped)
+            },
+            404 | 410 => Reply::Internal(format!(
+                "the upload endpoint {url} answered HTTP {status}; check youtube_upload_url"
+            )),
+            _ => classify_error(status, &resp, &text),
+        }
     }
 
     /// `PUT` with `Content-Range: bytes */N`: where does the session stand?
     fn query(&mut self, uri: &str) -> Reply {
-        let token = match self.tokens.access_token(self.ctx.stop) {
+        let token = match self.tokens.access_token() {
             Ok(t) => t,
             Err(reply) => return reply,
         };
-        let (agent, uri, size) = (self.ctx.agent.clone(), uri.to_owned(), self.size);
-        off_thread(self.ctx.stop, move |_| {
-            let sent = agent
-                .put(&uri)
-                .config()
-                .max_redirects(0)
-                .build()
-                .header("Authorization", format!("Bearer {token}"))
-                .header("Content-Range", format!("bytes */{size}"))
-                .send(&[] as &[u8]);
-            match sent {
-                Ok(resp) => session_reply(resp),
-                Err(e) => transport_reply(&e, "asking YouTube how much of the video it holds"),
-            }
-        })
-        .unwrap_or_else(|stopped| stopped)
+        let sent = self
+            .agent
+            .put(uri)
+            .config()
+            .max_redirects(0)
+            .build()
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Range", format!("bytes */{}", self.size))
+            .send(&[] as &[u8]);
+        match sent {
+            Ok(resp) => session_reply(resp),
+            Err(e) => transport_reply(&e, "asking YouTube how much of the video it holds"),
+        }
     }
 
     /// `PUT` one chunk, from `offset`, read from disk as it goes out.
-    fn send_chunk(&mut self, uri: &str, offset: u64) -> Reply {
-        let token = match self.tokens.access_token(self.ctx.stop) {
+    fn send_chunk(&mut self, uri: &str, offset: u64, stop: &Arc<StopSignal>) -> Reply {
+        let token = match self.tokens.access_token() {
             Ok(t) => t,
             Err(reply) => return reply,
         };
         let end = (offset + self.chunk).min(self.size);
-        let (agent, uri, size, content_type) = (
-            self.ctx.agent.clone(),
-            uri.to_owned(),
-            self.size,
-            self.content_type,
-        );
-        let file = self.file.clone();
-        off_thread(self.ctx.stop, move |abandoned| {
-            let mut body = ChunkBody {
-                file,
-                pos: offset,
-                end,
-                abandoned,
-                failed: None,
-            };
-            let sent = agent
-                .put(&uri)
-                .config()
-                .max_redirects(0)
-                .build()
-                .header("Authorization", format!("Bearer {token}"))
-                .header("Content-Type", content_type)
-                .header("Content-Length", (end - offset).to_string())
-                .header(
-                    "Content-Range",
-                    format!("bytes {offset}-{}/{size}", end - 1),
-                )
-                .send(ureq::SendBody::from_reader(&mut body));
-            match sent {
-                Ok(resp) => session_reply(resp),
-                Err(_) if body.failed.is_some() => Reply::InputFailed(format!(
-                    "VideoFile cannot be read: {}",
-                    body.failed.unwrap_or_default()
-                )),
-                Err(e) => {
-                    transport_reply(&e, &format!("sending bytes {offset}-{} of {size}", end - 1))
-                }
-            }
-        })
-        .unwrap_or_else(|stopped| stopped)
-    }
-}
-
-/// How often a kind waiting on an HTTP exchange looks at its stop signal.
-const STOP_POLL: Duration = Duration::from_millis(50);
-
-/// Runs one HTTP exchange on a thread of its own while this thread watches
-/// the job's stop signal, so a stop is answered within [`STOP_POLL`] even
-/// when the exchange is blocked on a socket (a stalled write, a server slow
-/// to answer). On a stop the exchange is abandoned: its flag is raised (a
-/// chunk body then fails at its next read) and its result dropped; the
-/// thread ends by itself within the agent's timeouts and makes no further
-/// request.
-fn off_thread<T: Send + 'static>(
-    stop: &StopSignal,
-    exchange: impl FnOnce(Arc<AtomicBool>) -> T + Send + 'static,
-) -> Result<T, Reply> {
-    let abandoned = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let flag = abandoned.clone();
-    let spawned = thread::Builder::new()
-        .name("youtube-http".into())
-        .spawn(move || {
-            let _ = tx.send(exchange(flag));
-        });
-    if let Err(e) = spawned {
-        return Err(Reply::Transient(format!(
-            "could not start a thread for the request: {e}"
-        )));
-    }
-    loop {
-        match rx.recv_timeout(STOP_POLL) {
-            Ok(answer) => return Ok(answer),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                if let Some(reason) = stop.reason() {
-                    abandoned.store(true, Ordering::SeqCst);
-                    return Err(Reply::Stopped(reason));
-                }
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                return Err(Reply::Internal(
-                    "the request's thread ended without an answer".into(),
-                ));
-            }
+        let mut body = ChunkBody {
+            file: self.file.clone(),
+            pos: offset,
+            end,
+            stop: stop.clone(),
+            failed: None,
+        };
+        let sent = self
+            .agent
+            .put(uri)
+            .config()
+            .max_redirects(0)
+            .build()
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", self.content_type)
+            .header("Content-Length", (end - offset).to_string())
+            .header(
+                "Content-Range",
+                format!("bytes {offset}-{}/{}", end - 1, self.size),
+            )
+            .send(ureq::SendBody::from_reader(&mut body));
+        match sent {
+            Ok(resp) => session_reply(resp),
+            Err(_) if stop.reason().is_some() => Reply::Stopped,
+            Err(_) if body.failed.is_some() => Reply::InputFailed(format!(
+                "VideoFile cannot be read: {}",
+                body.failed.unwrap_or_default()
+            )),
+            Err(e) => transport_reply(
+                &e,
+                &format!("sending bytes {offset}-{} of {}", end - 1, self.size),
+            ),
         }
     }
 }
@@ -752,13 +779,13 @@ fn random_unit() -> f64 {
 }
 
 /// Bytes `pos..end` of the file as a request body, read with positional
-/// reads (the file handle is shared). Fails at the next read once the
-/// exchange is abandoned, and remembers a read failure of the file itself.
+/// reads. Fails at the next read once the job is asked to stop, and
+/// remembers a read failure of the file itself.
 struct ChunkBody {
     file: Arc<File>,
     pos: u64,
     end: u64,
-    abandoned: Arc<AtomicBool>,
+    stop: Arc<StopSignal>,
     failed: Option<String>,
 }
 
@@ -767,7 +794,7 @@ impl Read for ChunkBody {
         if self.pos >= self.end {
             return Ok(0);
         }
-        if self.abandoned.load(Ordering::SeqCst) {
+        if self.stop.reason().is_some() {
             return Err(io::Error::other("the job was asked to stop"));
         }
         let want = buf
@@ -794,11 +821,11 @@ impl Read for ChunkBody {
 
 /// The access token, fetched with the refresh token and kept until shortly
 /// before it expires (per run: a job's upload is the only user).
-struct Tokens<'a> {
-    agent: &'a ureq::Agent,
-    url: &'a str,
-    client_id: &'a str,
-    client_secret: &'a str,
+struct Tokens {
+    agent: ureq::Agent,
+    url: String,
+    client_id: String,
+    client_secret: String,
     refresh_token: String,
     cached: Option<CachedToken>,
 }
@@ -814,34 +841,33 @@ fn refresh_at(now: Instant, lifetime: Duration) -> Instant {
     now + lifetime - TOKEN_MARGIN.min(lifetime / 2)
 }
 
-impl Tokens<'_> {
-    fn access_token(&mut self, stop: &StopSignal) -> Result<String, Reply> {
+impl Tokens {
+    fn access_token(&mut self) -> Result<String, Reply> {
         match &self.cached {
             Some(c) if Instant::now() < c.refresh_at => Ok(c.token.clone()),
-            _ => self.refresh(stop),
+            _ => self.refresh(),
         }
     }
 
-    fn refresh(&mut self, stop: &StopSignal) -> Result<String, Reply> {
+    fn refresh(&mut self) -> Result<String, Reply> {
         self.cached = None;
-        let agent = self.agent.clone();
-        let url = self.url.to_owned();
-        let form = [
-            ("client_id", self.client_id.to_owned()),
-            ("client_secret", self.client_secret.to_owned()),
-            ("refresh_token", self.refresh_token.clone()),
-            ("grant_type", "refresh_token".to_owned()),
-        ];
-        let (status, text) = off_thread(stop, move |_| match agent.post(&url).send_form(form) {
-            Ok(mut resp) => Ok((
-                resp.status().as_u16(),
-                net::read_text(resp.body_mut(), REPLY_LIMIT),
-            )),
-            Err(e) => Err(transport_reply(
-                &e,
-                &format!("refreshing the access token at {url}"),
-            )),
-        })??;
+        let sent = self.agent.post(&self.url).send_form([
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.as_str()),
+            ("refresh_token", self.refresh_token.as_str()),
+            ("grant_type", "refresh_token"),
+        ]);
+        let mut resp = match sent {
+            Ok(resp) => resp,
+            Err(e) => {
+                return Err(transport_reply(
+                    &e,
+                    &format!("refreshing the access token at {}", self.url),
+                ))
+            }
+        };
+        let status = resp.status().as_u16();
+        let text = net::read_text(resp.body_mut(), REPLY_LIMIT);
         let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
         if status == 200 {
             let Some(token) = v["access_token"].as_str().filter(|t| !t.is_empty()) else {
@@ -948,32 +974,30 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_body_reads_its_range_and_fails_once_abandoned() {
+    fn a_chunk_body_reads_its_range_and_fails_once_stopped() {
         let mut tmp = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut tmp, b"0123456789").unwrap();
-        let abandoned = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(StopSignal::new());
         let mut body = ChunkBody {
             file: Arc::new(tmp),
             pos: 2,
             end: 7,
-            abandoned: abandoned.clone(),
+            stop: stop.clone(),
             failed: None,
         };
         let mut buf = [0u8; 3];
         assert_eq!(body.read(&mut buf).unwrap(), 3);
         assert_eq!(&buf, b"234");
-        abandoned.store(true, Ordering::SeqCst);
-        assert!(body.read(&mut buf).is_err());
-        assert_eq!(body.failed, None, "a stop is not a file failure");
-        abandoned.store(false, Ordering::SeqCst);
-        let mut rest = Vec::new();
-        body.read_to_end(&mut rest).unwrap();
-        assert_eq!(rest, b"56");
+        let mut rest = [0u8; 8];
+        assert_eq!(body.read(&mut rest).unwrap(), 2);
+        assert_eq!(&rest[..2], b"56");
+        assert_eq!(body.read(&mut rest).unwrap(), 0, "the range ends at 7");
         let mut short = ChunkBody {
             end: 20,
             pos: 10,
             failed: None,
-            ..body
+            file: body.file.clone(),
+            stop: stop.clone(),
         };
         assert!(short.read(&mut buf).is_err());
         assert!(
