@@ -686,6 +686,16 @@ fn an_engine_killed_mid_upload_resumes_the_same_session_on_restart() {
         ranges[3], "bytes 1310720-1835007/2600000",
         "the restart resumed from the server's offset"
     );
+    assert_eq!(
+        ranges.len(),
+        6,
+        "3 chunks before the death, 3 after it, nothing else: {ranges:?}"
+    );
+    let queries = rig.yt.log().iter().filter(|l| l.is_status_query()).count();
+    assert_eq!(
+        queries, 1,
+        "only the restarted run asked where the session stands"
+    );
 }
 
 #[test]
