@@ -6,4 +6,6 @@ mod files;
 mod lifecycle;
 mod store;
 mod support;
+mod uploader;
 mod worker;
+mod youtube_standin;
