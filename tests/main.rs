@@ -6,6 +6,7 @@ mod files;
 mod lifecycle;
 mod store;
 mod support;
+mod upload_engine;
 mod uploader;
 mod worker;
 mod youtube_standin;
