@@ -353,3 +353,80 @@ engine_test!(a_deleted_job_sends_no_completion, |backend| {
         "work dirs removed"
     );
 });
+
+engine_test!(heartbeat_and_sighup_reload, |backend| {
+    let website = Website::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jobengine.toml");
+    std::fs::write(&config, "progress_interval = 5\nheartbeat_interval = 1\n").unwrap();
+    let engine = Engine::with(options(backend, &website).config_file(&config));
+    website.wait_for(Duration::from_secs(10), "two EngineAlive", |calls| {
+        calls
+            .iter()
+            .filter(|c| c.method == "EngineAlive" && c.str(0) == "engine-under-test")
+            .count()
+            >= 2
+    });
+    std::fs::write(
+        &config,
+        "progress_interval = 2\nheartbeat_interval = 1\nworkers = 7\n",
+    )
+    .unwrap();
+    engine.signal(libc::SIGHUP);
+    engine.wait_log(
+        "reload: progress_interval: 5s → 2s",
+        Duration::from_secs(10),
+    );
+    engine.wait_log("reload: workers:", Duration::from_secs(1));
+    assert!(
+        engine.log().contains("(needs a restart to take effect)"),
+        "{}",
+        engine.log()
+    );
+    engine.wait_log(
+        "sweep: 0 Started job(s) queued again",
+        Duration::from_secs(1),
+    );
+    // A broken file is refused and the running configuration kept.
+    std::fs::write(&config, "colour = 3\n").unwrap();
+    engine.signal(libc::SIGHUP);
+    engine.wait_log(
+        "reload refused, keeping the running configuration",
+        Duration::from_secs(10),
+    );
+    assert_eq!(engine.get("/healthz").0, 200);
+});
+
+engine_test!(while_stopping_new_work_is_refused_with_7, |backend| {
+    let website = Website::start();
+    let mut engine = Engine::with(options(backend, &website).set("shutdown_grace", 4));
+    website.wait_for(Duration::from_secs(10), "EngineStarted", |calls| {
+        calls.iter().any(|c| c.method == "EngineStarted")
+    });
+    // A website that never answers keeps the engine in its stop for the
+    // whole grace, trying to deliver EngineStopping.
+    website.set_mode(Mode::Hang);
+    let audio = engine.upload(&fixture("tone-20s.mp3"));
+    let details = format!("<EncoderJob><AudioFile>{audio}</AudioFile></EncoderJob>");
+    assert_eq!(
+        engine
+            .op("CreateJob", &["late-start", "EncoderJob", &details, ""])
+            .0,
+        0
+    );
+    engine.signal(libc::SIGTERM);
+    engine.wait_log("stopping: no new jobs", Duration::from_secs(5));
+    let (code, msg, _) = engine.op("CreateJob", &["late", "EncoderJob", &details, ""]);
+    assert_eq!(code, 7, "{msg}");
+    assert!(msg.contains("retry later"), "{msg}");
+    assert_eq!(engine.op("StartJob", &["late-start"]).0, 7);
+    assert_eq!(
+        engine.op("GetJob", &["late-start"]).0,
+        0,
+        "reads still work while stopping"
+    );
+    assert_eq!(engine.get("/healthz").0, 503);
+    let status = engine.sigterm_wait(Duration::from_secs(8));
+    assert!(status.success(), "{status:?}\n{}", engine.log());
+    website.set_mode(Mode::Up);
+});

@@ -84,6 +84,8 @@ pub struct EngineOptions {
     pub env: Vec<(String, String)>,
     /// A database URL of the test's own instead of a fresh one.
     pub database: Option<String>,
+    /// A config file to pass with --config.
+    pub config_file: Option<PathBuf>,
 }
 
 impl EngineOptions {
@@ -92,6 +94,7 @@ impl EngineOptions {
             backend,
             env: vec![],
             database: None,
+            config_file: None,
         }
     }
 
@@ -100,6 +103,11 @@ impl EngineOptions {
             format!("JOBENGINE_{}", key.to_ascii_uppercase()),
             value.to_string(),
         ));
+        self
+    }
+
+    pub fn config_file(mut self, path: &Path) -> EngineOptions {
+        self.config_file = Some(path.to_owned());
         self
     }
 
@@ -117,6 +125,7 @@ pub struct Engine {
     pub database: String,
     log: Arc<Mutex<String>>,
     env: Vec<(String, String)>,
+    config_file: Option<PathBuf>,
     _dir: tempfile::TempDir,
     _pg: Option<PgDatabase>,
     agent: ureq::Agent,
@@ -153,6 +162,7 @@ impl Engine {
             database,
             log: Arc::default(),
             env: options.env,
+            config_file: options.config_file,
             _dir: dir,
             _pg: pg,
             agent,
@@ -179,6 +189,9 @@ impl Engine {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+        if let Some(file) = &self.config_file {
+            cmd.arg("--config").arg(file);
+        }
         let mut child = cmd.spawn().expect("starting the jobengine binary");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -223,10 +236,33 @@ impl Engine {
         }
     }
 
+    /// Sends a signal to the engine.
+    pub fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
+    /// Waits until the engine's log contains `text`.
+    pub fn wait_log(&self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "'{text}' not logged within {within:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit.
     pub fn sigterm(&mut self, within: Duration) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.sigterm_wait(within)
+    }
+
+    /// Waits (bounded) for the exit after a SIGTERM already sent.
+    pub fn sigterm_wait(&mut self, within: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {

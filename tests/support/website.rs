@@ -18,6 +18,8 @@ pub enum Mode {
     Fault,
     /// Drops each connection without an answer.
     Down,
+    /// Reads the call, then answers nothing until the mode changes.
+    Hang,
 }
 
 #[derive(Clone, Debug)]
@@ -156,6 +158,13 @@ fn serve(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
             Mode::Down => {
                 shared.0.lock().unwrap().refused += 1;
                 return; // dropped unanswered
+            }
+            Mode::Hang => {
+                shared.0.lock().unwrap().refused += 1;
+                while shared.0.lock().unwrap().mode == Some(Mode::Hang) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                return;
             }
             Mode::Error500 => {
                 shared.0.lock().unwrap().refused += 1;
