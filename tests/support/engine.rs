@@ -384,36 +384,35 @@ impl Engine {
 
     /// Waits until the job is in `state`, failing after `within`.
     pub fn wait_state(&self, id: &str, state: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let job = self.job(id);
-            if job.member("State").and_then(Value::as_str) == Some(state) {
-                return job;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "job {id} not {state} within {within:?}: {job:?}\nengine log:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_job(id, state, within, |s| s == state)
     }
 
     /// Waits until the job has ended (Success or Failed).
     pub fn wait_end(&self, id: &str, within: Duration) -> Value {
+        self.wait_job(id, "ended", within, |s| s == "Success" || s == "Failed")
+    }
+
+    /// Polls GetJob until the job's State passes `done`.
+    fn wait_job(
+        &self,
+        id: &str,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let job = self.job(id);
-            if matches!(
-                job.member("State").and_then(Value::as_str),
-                Some("Success" | "Failed")
-            ) {
+            if job
+                .member("State")
+                .and_then(Value::as_str)
+                .is_some_and(&done)
+            {
                 return job;
             }
             if Instant::now() > deadline {
                 panic!(
-                    "job {id} did not end within {within:?}: {job:?}\nengine log:\n{}",
+                    "job {id} not {what} within {within:?}: {job:?}\nengine log:\n{}",
                     self.log()
                 );
             }
