@@ -188,6 +188,15 @@ impl Config {
         let v = Validator(raw);
         let listen: SocketAddr =
             v.parse("listen", "127.0.0.1:8080", "an address like 127.0.0.1:8080")?;
+        if !listen.ip().is_loopback() {
+            // Nobody may call in from another machine without credentials,
+            // and this engine has no authentication yet.
+            return Err(v.bad(
+                "listen",
+                "a loopback address such as 127.0.0.1:8080: the engine has no authentication yet, \
+                 so reach it from other machines only through a proxy that authenticates",
+            ));
+        }
         let data_dir = PathBuf::from(v.text("data_dir").unwrap_or("./jobengine-data"));
         if data_dir.as_os_str().is_empty() {
             return Err(v.bad("data_dir", "a directory path"));
@@ -514,6 +523,7 @@ mod tests {
             ("JOBENGINE_DATABASE", "mysql://x", "database = 'mysql://x'"),
             ("JOBENGINE_WEBSITE_URL", "ftp://x", "website_url"),
             ("JOBENGINE_JOB_TIMEOUT", "0", "at least 1"),
+            ("JOBENGINE_LISTEN", "0.0.0.0:8080", "no authentication yet"),
         ];
         for (var, value, expect) in cases {
             let err = Config::load(&Flags::default(), env(&[(var, value)])).unwrap_err();

@@ -16,7 +16,6 @@ use crate::store::{Call, CallParam, Store};
 use crossbeam_channel::{Receiver, Sender};
 use std::io::Read;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Longest idle wait between two looks at the outbox (a safety net: the
@@ -29,7 +28,8 @@ const MAX_REPLY: u64 = 1024 * 1024;
 
 pub struct Courier {
     wake: Sender<Wake>,
-    thread: JoinHandle<()>,
+    /// Disconnects when the courier thread ends.
+    ended: Receiver<()>,
 }
 
 enum Wake {
@@ -41,9 +41,11 @@ enum Wake {
 impl Courier {
     pub fn start(store: Arc<dyn Store>, agent: ureq::Agent, config: Arc<LiveConfig>) -> Courier {
         let (wake, woken) = crossbeam_channel::unbounded();
-        let thread = std::thread::Builder::new()
+        let (alive, ended) = crossbeam_channel::bounded::<()>(0);
+        std::thread::Builder::new()
             .name("courier".into())
             .spawn(move || {
+                let _alive = alive;
                 Delivery {
                     store,
                     agent,
@@ -52,7 +54,7 @@ impl Courier {
                 .run(woken)
             })
             .expect("spawning the courier thread");
-        Courier { wake, thread }
+        Courier { wake, ended }
     }
 
     /// Something was queued: look now.
@@ -63,9 +65,10 @@ impl Courier {
     /// Delivers what is due until `deadline`, then stops the thread.
     pub fn drain(self, deadline: Instant) {
         let _ = self.wake.send(Wake::Drain(deadline));
-        while !self.thread.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // Returns when the thread ends (the channel disconnects) or at the
+        // deadline, whichever is first; a call still in flight is left to die
+        // with the process and is sent again on the next start.
+        let _ = self.ended.recv_deadline(deadline);
     }
 }
 

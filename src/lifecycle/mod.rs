@@ -274,14 +274,15 @@ fn sweep(store: &dyn Store, pool: &Pool) {
     }
 }
 
+/// Joins `handle` if it ends within `within`; otherwise leaves it to die
+/// with the process.
 fn join_within(handle: std::thread::JoinHandle<()>, within: Duration) {
-    let deadline = Instant::now() + within;
-    while !handle.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if handle.is_finished() {
+    let (done, ended) = crossbeam_channel::bounded::<()>(1);
+    std::thread::spawn(move || {
         let _ = handle.join();
-    }
+        let _ = done.send(());
+    });
+    let _ = ended.recv_timeout(within);
 }
 
 /// `jobengine migrate`: applies the schema and exits.
