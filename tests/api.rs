@@ -489,3 +489,31 @@ engine_test!(healthz_says_ready, |backend| {
     let (status, _) = engine.get("/nowhere");
     assert_eq!(status, 404);
 });
+
+#[test]
+fn an_http_1_0_client_gets_content_length_and_a_closed_connection() {
+    // phpxmlrpc's default transport: HTTP/1.0, reads until the server closes.
+    let engine = Engine::start(Backend::Sqlite);
+    let mut stream = TcpStream::connect(engine.url.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let body = "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n<methodCall>\n<methodName>GetJob</methodName>\n<params>\n <param>\n  <value>\n   <string>nope</string>\n  </value>\n </param>\n</params>\n</methodCall>\n";
+    write!(
+        stream,
+        "POST /RPC2 HTTP/1.0\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .expect("the server closes after answering");
+    assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
+    assert!(reply.contains("Content-Length: "), "{reply}");
+    assert!(
+        reply.contains("\r\n\r\n<?xml"),
+        "the answer starts with <?xml: {reply}"
+    );
+    assert!(reply.contains("no job with JobID 'nope'"), "{reply}");
+}
