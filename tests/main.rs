@@ -1,6 +1,7 @@
 //! One integration-test binary; one module per topic.
 
 mod api;
+mod cli;
 mod encoder;
 mod files;
 mod lifecycle;
