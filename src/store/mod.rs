@@ -13,9 +13,9 @@ pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
-use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
+use crate::job::{FileRecord, Job, JobId, JobKind, JobResult, JobState, NewJob};
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The outcome of a guarded state change.
 // `Done` is large next to the other variants, but a Change lives for one
@@ -260,4 +260,217 @@ pub trait Store: Send + Sync {
 
     /// This engine's stable ID: the stored one, or `generated` stored now.
     fn engine_id(&self, generated: &str) -> Result<String>;
+}
+
+// --- the domain decisions both backends share ------------------------------
+//
+// The backends hold SQL and the glue to run it; what a verb decides (which
+// call to queue, whether progress is due, what recovery does with a job)
+// lives here once.
+
+/// ErrorMessage of a job ended by CancelJob (ResultCode 1, Cancelled).
+const CANCELLED_MESSAGE: &str = "cancelled by CancelJob";
+
+impl NewCall {
+    /// `JobCompleted(JobID, State, ResultCode, ErrorMessage)` to the job's
+    /// callback; None when the job has no callback.
+    fn job_completed(
+        id: &JobId,
+        callback: &str,
+        state: JobState,
+        code: i32,
+        message: &str,
+        now: SystemTime,
+    ) -> Option<NewCall> {
+        if callback.is_empty() {
+            return None;
+        }
+        Some(NewCall {
+            job: Some(id.clone()),
+            url: callback.to_owned(),
+            method: "JobCompleted".to_owned(),
+            params: vec![
+                CallParam::Str(id.as_str().to_owned()),
+                CallParam::Str(state.as_str().to_owned()),
+                CallParam::Int(code),
+                CallParam::Str(message.to_owned()),
+            ],
+            now,
+        })
+    }
+
+    /// `JobProgress(JobID, Progress)` to the job's callback.
+    fn job_progress(update: &ProgressUpdate, callback: String) -> NewCall {
+        NewCall {
+            job: Some(update.id.clone()),
+            url: callback,
+            method: "JobProgress".to_owned(),
+            params: vec![
+                CallParam::Str(update.id.as_str().to_owned()),
+                CallParam::Int(update.progress),
+            ],
+            now: update.now,
+        }
+    }
+}
+
+impl ProgressUpdate<'_> {
+    /// Whether this update queues a JobProgress call, given the job's
+    /// callback and the progress last queued (`sent`) and when (`sent_at`):
+    /// only with a callback, a changed progress and `interval` passed.
+    fn due(&self, callback: &str, sent: Option<i32>, sent_at: Option<SystemTime>) -> bool {
+        let due_before = self.now.checked_sub(self.interval).unwrap_or(UNIX_EPOCH);
+        !callback.is_empty()
+            && sent != Some(self.progress)
+            && !sent_at.is_some_and(|at| at > due_before)
+    }
+}
+
+impl Finish<'_> {
+    /// Refuses an end state that is not final.
+    fn check(&self) -> Result<()> {
+        if self.state.is_final() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Internal,
+            format!("a job ends Success or Failed, not {}", self.state),
+        ))
+    }
+}
+
+/// What start-up recovery does with one job it found InProgress.
+#[derive(Clone, Debug, PartialEq)]
+enum Recover {
+    /// Back to Started, with this many attempts used.
+    Requeue { attempts: i32 },
+    /// Failed with `code` and `message`, its attempts used up.
+    Fail {
+        attempts: i32,
+        code: i32,
+        message: String,
+    },
+}
+
+impl Recover {
+    /// `attempts`: the job's attempts before this interruption.
+    fn decide(attempts: i32, max_attempts: i32) -> Recover {
+        let attempts = attempts.saturating_add(1);
+        if attempts < max_attempts {
+            return Recover::Requeue { attempts };
+        }
+        Recover::Fail {
+            attempts,
+            code: JobResult::Interrupted.code(),
+            message: format!(
+                "interrupted: the engine stopped {attempts} times while running this job"
+            ),
+        }
+    }
+}
+
+/// A stored value this binary cannot read.
+fn corrupt(what: String) -> Error {
+    Error::new(ErrorKind::Internal, format!("corrupt row: {what}"))
+}
+
+fn parse_id(raw: &str) -> Result<JobId> {
+    JobId::parse(raw).map_err(corrupt)
+}
+
+fn parse_state(raw: &str) -> Result<JobState> {
+    JobState::parse(raw).ok_or_else(|| corrupt(format!("unknown job state '{raw}'")))
+}
+
+/// The `job_type` of the job `id`.
+fn parse_kind(id: &str, raw: &str) -> Result<JobKind> {
+    JobKind::parse(raw).ok_or_else(|| corrupt(format!("job '{id}' has unknown job_type '{raw}'")))
+}
+
+/// Call parameters as stored in the outbox: a JSON array.
+fn params_to_json(params: &[CallParam]) -> Result<String> {
+    serde_json::to_string(params).map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("call parameters do not serialise: {e}"),
+        )
+    })
+}
+
+/// The stored parameters of outbox call `id`.
+fn params_from_json(id: i64, raw: &str) -> Result<Vec<CallParam>> {
+    serde_json::from_str(raw)
+        .map_err(|e| corrupt(format!("outbox call {id} has unreadable params: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(id: &JobId, progress: i32, now: u64) -> ProgressUpdate<'_> {
+        ProgressUpdate {
+            id,
+            progress,
+            now: UNIX_EPOCH + Duration::from_secs(now),
+            interval: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn progress_is_due_only_with_a_callback_a_change_and_the_interval_passed() {
+        let id = JobId::parse("j").unwrap();
+        let at = |s: u64| Some(UNIX_EPOCH + Duration::from_secs(s));
+        let u = update(&id, 40, 100);
+        assert!(u.due("http://w/", None, None), "the first report");
+        assert!(!u.due("", None, None), "no callback");
+        assert!(!u.due("http://w/", Some(40), at(0)), "same progress");
+        assert!(u.due("http://w/", Some(30), at(95)), "interval just passed");
+        assert!(!u.due("http://w/", Some(30), at(96)), "interval not passed");
+        // Near the epoch the interval reaches back before it, and still compares.
+        assert!(!update(&id, 40, 1).due("http://w/", Some(30), at(0)));
+    }
+
+    #[test]
+    fn recovery_requeues_below_the_limit_and_fails_at_it() {
+        assert_eq!(Recover::decide(0, 3), Recover::Requeue { attempts: 1 });
+        assert_eq!(
+            Recover::decide(2, 3),
+            Recover::Fail {
+                attempts: 3,
+                code: JobResult::Interrupted.code(),
+                message: "interrupted: the engine stopped 3 times while running this job".into(),
+            }
+        );
+        assert_eq!(
+            Recover::decide(i32::MAX, i32::MAX),
+            Recover::Fail {
+                attempts: i32::MAX,
+                code: JobResult::Interrupted.code(),
+                message: format!(
+                    "interrupted: the engine stopped {} times while running this job",
+                    i32::MAX
+                ),
+            }
+        );
+    }
+
+    #[test]
+    fn job_completed_goes_only_to_a_callback() {
+        let id = JobId::parse("j").unwrap();
+        let now = UNIX_EPOCH;
+        assert_eq!(
+            NewCall::job_completed(&id, "", JobState::Success, 0, "", now),
+            None
+        );
+        let call = NewCall::job_completed(&id, "http://w/", JobState::Failed, 7, "x", now);
+        assert_eq!(
+            call.map(|c| c.params),
+            Some(vec![
+                CallParam::Str("j".into()),
+                CallParam::Str("Failed".into()),
+                CallParam::Int(7),
+                CallParam::Str("x".into()),
+            ])
+        );
+    }
 }

@@ -13,14 +13,15 @@
 
 use super::migrate::{self, Dialect, Migration, Target};
 use super::{
-    Call, CallParam, Change, Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall,
-    ProgressUpdate, Recovery, Result, Store,
+    corrupt, params_from_json, params_to_json, parse_id, parse_kind, parse_state, Call, Change,
+    Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall, ProgressUpdate, Recover,
+    Recovery, Result, Store, CANCELLED_MESSAGE,
 };
-use crate::job::{FileRecord, Job, JobId, JobKind, JobState, NewJob};
+use crate::job::{FileRecord, Job, JobId, JobResult, JobState, NewJob};
 use postgres::config::Host;
 use postgres::{GenericClient, NoTls, Row, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// How long a verb waits for a connection (and a connection attempt for the
 /// server) before answering Unavailable.
@@ -184,14 +185,6 @@ fn describe_error(e: &postgres::Error) -> String {
     }
 }
 
-fn corrupt(what: String) -> Error {
-    Error::new(ErrorKind::Internal, format!("corrupt row: {what}"))
-}
-
-fn parse_state(raw: &str) -> Result<JobState> {
-    JobState::parse(raw).ok_or_else(|| corrupt(format!("unknown job state '{raw}'")))
-}
-
 fn job_from_row(row: &Row) -> Result<Job> {
     let id: String = row.try_get("id")?;
     let kind: String = row.try_get("job_type")?;
@@ -200,9 +193,8 @@ fn job_from_row(row: &Row) -> Result<Job> {
     let outputs: Option<Vec<String>> = row.try_get("outputs")?;
     let start_seq: Option<i64> = row.try_get("start_seq")?;
     Ok(Job {
-        id: JobId::parse(&id).map_err(corrupt)?,
-        kind: JobKind::parse(&kind)
-            .ok_or_else(|| corrupt(format!("job '{id}' has unknown job_type '{kind}'")))?,
+        id: parse_id(&id)?,
+        kind: parse_kind(&id, &kind)?,
         state: parse_state(&state)?,
         details: row.try_get("details")?,
         callback: row.try_get("callback")?,
@@ -270,15 +262,6 @@ fn state_names(states: &[JobState]) -> Vec<&'static str> {
     states.iter().map(|s| s.as_str()).collect()
 }
 
-fn params_json(params: &[CallParam]) -> Result<String> {
-    serde_json::to_string(params).map_err(|e| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("call parameters do not serialise: {e}"),
-        )
-    })
-}
-
 fn queue_call(tx: &mut Transaction<'_>, call: &NewCall) -> Result<()> {
     let job = call.job.as_ref().map(JobId::as_str);
     tx.execute(
@@ -288,7 +271,7 @@ fn queue_call(tx: &mut Transaction<'_>, call: &NewCall) -> Result<()> {
             &job,
             &call.url,
             &call.method,
-            &params_json(&call.params)?,
+            &params_to_json(&call.params)?,
             &call.now,
         ],
     )?;
@@ -316,24 +299,10 @@ fn ended(
     now: SystemTime,
 ) -> Result<()> {
     supersede_progress(tx, id)?;
-    if callback.is_empty() {
-        return Ok(());
+    match NewCall::job_completed(id, callback, state, code, message, now) {
+        Some(call) => queue_call(tx, &call),
+        None => Ok(()),
     }
-    queue_call(
-        tx,
-        &NewCall {
-            job: Some(id.clone()),
-            url: callback.to_owned(),
-            method: "JobCompleted".to_owned(),
-            params: vec![
-                CallParam::Str(id.as_str().to_owned()),
-                CallParam::Str(state.as_str().to_owned()),
-                CallParam::Int(code),
-                CallParam::Str(message.to_owned()),
-            ],
-            now,
-        },
-    )
 }
 
 fn call_from_row(row: &Row) -> Result<Call> {
@@ -342,11 +311,10 @@ fn call_from_row(row: &Row) -> Result<Call> {
     let params: String = row.try_get("params")?;
     Ok(Call {
         id,
-        job: job.map(|j| JobId::parse(&j).map_err(corrupt)).transpose()?,
+        job: job.as_deref().map(parse_id).transpose()?,
         url: row.try_get("url")?,
         method: row.try_get("method")?,
-        params: serde_json::from_str(&params)
-            .map_err(|e| corrupt(format!("outbox call {id} has unreadable params: {e}")))?,
+        params: params_from_json(id, &params)?,
         attempts: row.try_get("attempts")?,
         created_at: row.try_get("created_at")?,
         next_attempt_at: row.try_get("next_attempt_at")?,
@@ -360,9 +328,7 @@ fn file_from_row(row: &Row) -> Result<FileRecord> {
         name: row.try_get("name")?,
         size: row.try_get("size")?,
         sha256: row.try_get("sha256")?,
-        owner_job: owner
-            .map(|j| JobId::parse(&j).map_err(corrupt))
-            .transpose()?,
+        owner_job: owner.as_deref().map(parse_id).transpose()?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -505,35 +471,17 @@ impl Store for PgStore {
 
     fn record_progress(&self, update: &ProgressUpdate) -> Result<bool> {
         let id = update.id;
-        let due_before = update
-            .now
-            .checked_sub(update.interval)
-            .unwrap_or(UNIX_EPOCH);
         self.tx("record_progress", |tx| {
             let row = tx.query_opt(
                 "UPDATE jobs SET progress = $2 WHERE id = $1 AND state = 'InProgress' \
-                 RETURNING callback, \
-                   (callback <> '' AND progress_sent IS DISTINCT FROM $2 \
-                    AND (progress_sent_at IS NULL OR progress_sent_at <= $3)) AS due",
-                &[&id.as_str(), &update.progress, &due_before],
+                 RETURNING callback, progress_sent, progress_sent_at",
+                &[&id.as_str(), &update.progress],
             )?;
             let Some(row) = row else { return Ok(false) };
             let callback: String = row.try_get("callback")?;
-            if row.try_get::<_, bool>("due")? {
+            if update.due(&callback, row.try_get(1)?, row.try_get(2)?) {
                 supersede_progress(tx, id)?;
-                queue_call(
-                    tx,
-                    &NewCall {
-                        job: Some(id.clone()),
-                        url: callback,
-                        method: "JobProgress".to_owned(),
-                        params: vec![
-                            CallParam::Str(id.as_str().to_owned()),
-                            CallParam::Int(update.progress),
-                        ],
-                        now: update.now,
-                    },
-                )?;
+                queue_call(tx, &NewCall::job_progress(update, callback))?;
                 tx.execute(
                     "UPDATE jobs SET progress_sent = $2, progress_sent_at = $3 WHERE id = $1",
                     &[&id.as_str(), &update.progress, &update.now],
@@ -554,15 +502,7 @@ impl Store for PgStore {
     }
 
     fn finish_job(&self, finish: &Finish) -> Result<Change> {
-        if !finish.state.is_final() {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "{}: finish_job: a job ends Success or Failed, not {}",
-                    self.name, finish.state
-                ),
-            ));
-        }
+        finish.check().map_err(|e| self.context("finish_job", e))?;
         let id = finish.id;
         self.tx("finish_job", |tx| {
             let done = guarded(tx, id, &[JobState::InProgress], |tx| {
@@ -604,7 +544,7 @@ impl Store for PgStore {
     }
 
     fn cancel_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        const MESSAGE: &str = "cancelled by CancelJob";
+        let code = JobResult::Cancelled.code();
         let accepts = [JobState::Started, JobState::InProgress];
         self.tx("cancel_job", |tx| {
             let done = guarded(tx, id, &accepts, |tx| {
@@ -614,8 +554,8 @@ impl Store for PgStore {
                      WHERE id = $1 AND state = ANY($5) RETURNING callback",
                     &[
                         &id.as_str(),
-                        &crate::job::JobResult::Cancelled.code(),
-                        &MESSAGE,
+                        &code,
+                        &CANCELLED_MESSAGE,
                         &now,
                         &state_names(&accepts),
                     ],
@@ -626,8 +566,15 @@ impl Store for PgStore {
                 Ok(callback) => callback,
                 Err(refused) => return Ok(refused),
             };
-            let code = crate::job::JobResult::Cancelled.code();
-            ended(tx, id, &callback, JobState::Failed, code, MESSAGE, now)?;
+            ended(
+                tx,
+                id,
+                &callback,
+                JobState::Failed,
+                code,
+                CANCELLED_MESSAGE,
+                now,
+            )?;
             changed(tx, id)
         })
     }
@@ -680,31 +627,33 @@ impl Store for PgStore {
             let mut recovery = Recovery::default();
             for row in rows {
                 let raw: String = row.try_get(0)?;
-                let id = JobId::parse(&raw).map_err(corrupt)?;
-                let attempts = row.try_get::<_, i32>(1)?.saturating_add(1);
+                let id = parse_id(&raw)?;
                 let callback: String = row.try_get(2)?;
-                if attempts >= max_attempts {
-                    let code = crate::job::JobResult::Interrupted.code();
-                    let message = format!(
-                        "interrupted: the engine stopped {attempts} times while running this job"
-                    );
-                    tx.execute(
-                        "UPDATE jobs SET state = 'Failed', attempts = $2, result_code = $3, \
-                                         error_message = $4, secrets = NULL, \
-                                         last_state_change = $5 \
-                         WHERE id = $1 AND state = 'InProgress'",
-                        &[&raw, &attempts, &code, &message, &now],
-                    )?;
-                    ended(tx, &id, &callback, JobState::Failed, code, &message, now)?;
-                    recovery.failed.push(id);
-                } else {
-                    tx.execute(
-                        "UPDATE jobs SET state = 'Started', attempts = $2, progress = 0, \
-                                         last_state_change = $3 \
-                         WHERE id = $1 AND state = 'InProgress'",
-                        &[&raw, &attempts, &now],
-                    )?;
-                    recovery.requeued.push(id);
+                match Recover::decide(row.try_get(1)?, max_attempts) {
+                    Recover::Fail {
+                        attempts,
+                        code,
+                        message,
+                    } => {
+                        tx.execute(
+                            "UPDATE jobs SET state = 'Failed', attempts = $2, result_code = $3, \
+                                             error_message = $4, secrets = NULL, \
+                                             last_state_change = $5 \
+                             WHERE id = $1 AND state = 'InProgress'",
+                            &[&raw, &attempts, &code, &message, &now],
+                        )?;
+                        ended(tx, &id, &callback, JobState::Failed, code, &message, now)?;
+                        recovery.failed.push(id);
+                    }
+                    Recover::Requeue { attempts } => {
+                        tx.execute(
+                            "UPDATE jobs SET state = 'Started', attempts = $2, progress = 0, \
+                                             last_state_change = $3 \
+                             WHERE id = $1 AND state = 'InProgress'",
+                            &[&raw, &attempts, &now],
+                        )?;
+                        recovery.requeued.push(id);
+                    }
                 }
             }
             Ok(recovery)
@@ -717,9 +666,7 @@ impl Store for PgStore {
                 "SELECT id FROM jobs WHERE state = 'Started' ORDER BY start_seq, id",
                 &[],
             )?;
-            rows.iter()
-                .map(|r| JobId::parse(r.try_get(0)?).map_err(corrupt))
-                .collect()
+            rows.iter().map(|r| parse_id(r.try_get(0)?)).collect()
         })
     }
 
@@ -769,7 +716,7 @@ impl Store for PgStore {
             )?;
             if let Some(row) = user {
                 let job: String = row.try_get(0)?;
-                return Ok(FileDelete::InUse(JobId::parse(&job).map_err(corrupt)?));
+                return Ok(FileDelete::InUse(parse_id(&job)?));
             }
             tx.execute("DELETE FROM files WHERE id = $1", &[&id])?;
             Ok(FileDelete::Deleted)

@@ -16,10 +16,11 @@
 
 use super::migrate::{self, Dialect, Migration, Target};
 use super::{
-    Call, CallParam, Change, Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall,
-    ProgressUpdate, Recovery, Result, Store,
+    corrupt, params_from_json, params_to_json, parse_id, parse_kind, parse_state, Call, Change,
+    Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall, ProgressUpdate, Recover,
+    Recovery, Result, Store, CANCELLED_MESSAGE,
 };
-use crate::job::{FileRecord, Job, JobId, JobKind, JobResult, JobState, NewJob};
+use crate::job::{FileRecord, Job, JobId, JobResult, JobState, NewJob};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -170,10 +171,6 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
-fn corrupt(what: String) -> Error {
-    Error::new(ErrorKind::Internal, format!("corrupt row: {what}"))
-}
-
 /// `t` as stored: UTC, six fractional digits, floored to the microsecond.
 fn ts(t: SystemTime) -> Result<String> {
     let nanos: i128 = match t.duration_since(UNIX_EPOCH) {
@@ -202,14 +199,6 @@ fn parse_opt_ts(raw: Option<String>) -> Result<Option<SystemTime>> {
     raw.as_deref().map(parse_ts).transpose()
 }
 
-fn parse_state(raw: &str) -> Result<JobState> {
-    JobState::parse(raw).ok_or_else(|| corrupt(format!("unknown job state '{raw}'")))
-}
-
-fn parse_id(raw: &str) -> Result<JobId> {
-    JobId::parse(raw).map_err(corrupt)
-}
-
 fn job_from_row(row: &rusqlite::Row<'_>) -> Result<Job> {
     let id: String = row.get("id")?;
     let kind: String = row.get("job_type")?;
@@ -217,8 +206,7 @@ fn job_from_row(row: &rusqlite::Row<'_>) -> Result<Job> {
     let start_seq: Option<i64> = row.get("start_seq")?;
     Ok(Job {
         id: parse_id(&id)?,
-        kind: JobKind::parse(&kind)
-            .ok_or_else(|| corrupt(format!("job '{id}' has unknown job_type '{kind}'")))?,
+        kind: parse_kind(&id, &kind)?,
         state: parse_state(&state)?,
         details: row.get("details")?,
         callback: row.get("callback")?,
@@ -282,12 +270,7 @@ fn refusal(conn: &Connection, id: &JobId) -> Result<Change> {
 }
 
 fn queue_call(conn: &Connection, call: &NewCall) -> Result<()> {
-    let params = serde_json::to_string(&call.params).map_err(|e| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("call parameters do not serialise: {e}"),
-        )
-    })?;
+    let params = params_to_json(&call.params)?;
     let now = ts(call.now)?;
     conn.prepare_cached(
         "INSERT INTO outbox (job_id, url, method, params, created_at, next_attempt_at) \
@@ -324,24 +307,10 @@ fn ended(
     now: SystemTime,
 ) -> Result<()> {
     supersede_progress(conn, id)?;
-    if callback.is_empty() {
-        return Ok(());
+    match NewCall::job_completed(id, callback, state, code, message, now) {
+        Some(call) => queue_call(conn, &call),
+        None => Ok(()),
     }
-    queue_call(
-        conn,
-        &NewCall {
-            job: Some(id.clone()),
-            url: callback.to_owned(),
-            method: "JobCompleted".to_owned(),
-            params: vec![
-                CallParam::Str(id.as_str().to_owned()),
-                CallParam::Str(state.as_str().to_owned()),
-                CallParam::Int(code),
-                CallParam::Str(message.to_owned()),
-            ],
-            now,
-        },
-    )
 }
 
 /// Writes a job's file list of one role, keeping its order.
@@ -364,8 +333,7 @@ fn call_from_row(row: &rusqlite::Row<'_>) -> Result<Call> {
         job: job.as_deref().map(parse_id).transpose()?,
         url: row.get("url")?,
         method: row.get("method")?,
-        params: serde_json::from_str(&params)
-            .map_err(|e| corrupt(format!("outbox call {id} has unreadable params: {e}")))?,
+        params: params_from_json(id, &params)?,
         attempts: row.get("attempts")?,
         created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
         next_attempt_at: parse_ts(&row.get::<_, String>("next_attempt_at")?)?,
@@ -495,40 +463,22 @@ impl Store for SqliteStore {
     fn record_progress(&self, update: &ProgressUpdate) -> Result<bool> {
         let id = update.id;
         let now = ts(update.now)?;
-        let due_before = ts(update
-            .now
-            .checked_sub(update.interval)
-            .unwrap_or(UNIX_EPOCH))?;
         self.write("record_progress", |c| {
-            let row: Option<(String, bool)> = c
+            let row: Option<(String, Option<i32>, Option<String>)> = c
                 .prepare_cached(
                     "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND state = 'InProgress' \
-                     RETURNING callback, \
-                       (callback <> '' AND progress_sent IS NOT ?2 \
-                        AND (progress_sent_at IS NULL OR progress_sent_at <= ?3))",
+                     RETURNING callback, progress_sent, progress_sent_at",
                 )?
-                .query_row(params![id.as_str(), update.progress, due_before], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+                .query_row(params![id.as_str(), update.progress], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .optional()?;
-            let Some((callback, due)) = row else {
+            let Some((callback, sent, sent_at)) = row else {
                 return Ok(false);
             };
-            if due {
+            if update.due(&callback, sent, parse_opt_ts(sent_at)?) {
                 supersede_progress(c, id)?;
-                queue_call(
-                    c,
-                    &NewCall {
-                        job: Some(id.clone()),
-                        url: callback,
-                        method: "JobProgress".to_owned(),
-                        params: vec![
-                            CallParam::Str(id.as_str().to_owned()),
-                            CallParam::Int(update.progress),
-                        ],
-                        now: update.now,
-                    },
-                )?;
+                queue_call(c, &NewCall::job_progress(update, callback))?;
                 c.prepare_cached(
                     "UPDATE jobs SET progress_sent = ?2, progress_sent_at = ?3 WHERE id = ?1",
                 )?
@@ -550,15 +500,7 @@ impl Store for SqliteStore {
     }
 
     fn finish_job(&self, finish: &Finish) -> Result<Change> {
-        if !finish.state.is_final() {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "{}: finish_job: a job ends Success or Failed, not {}",
-                    self.name, finish.state
-                ),
-            ));
-        }
+        finish.check().map_err(|e| self.context("finish_job", e))?;
         let id = finish.id;
         let now = ts(finish.now)?;
         self.write("finish_job", |c| {
@@ -600,7 +542,6 @@ impl Store for SqliteStore {
     }
 
     fn cancel_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        const MESSAGE: &str = "cancelled by CancelJob";
         let code = JobResult::Cancelled.code();
         let at = ts(now)?;
         self.write("cancel_job", |c| {
@@ -610,12 +551,22 @@ impl Store for SqliteStore {
                                      secrets = NULL, last_state_change = ?4 \
                      WHERE id = ?1 AND state IN ('Started', 'InProgress') RETURNING callback",
                 )?
-                .query_row(params![id.as_str(), code, MESSAGE, at], |r| r.get(0))
+                .query_row(params![id.as_str(), code, CANCELLED_MESSAGE, at], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             let Some(callback) = callback else {
                 return refusal(c, id);
             };
-            ended(c, id, &callback, JobState::Failed, code, MESSAGE, now)?;
+            ended(
+                c,
+                id,
+                &callback,
+                JobState::Failed,
+                code,
+                CANCELLED_MESSAGE,
+                now,
+            )?;
             changed(c, id)
         })
     }
@@ -672,29 +623,31 @@ impl Store for SqliteStore {
             let mut recovery = Recovery::default();
             for (raw, attempts, callback) in running {
                 let id = parse_id(&raw)?;
-                let attempts = attempts.saturating_add(1);
-                if attempts >= max_attempts {
-                    let code = JobResult::Interrupted.code();
-                    let message = format!(
-                        "interrupted: the engine stopped {attempts} times while running this job"
-                    );
-                    c.prepare_cached(
-                        "UPDATE jobs SET state = 'Failed', attempts = ?2, result_code = ?3, \
-                                         error_message = ?4, secrets = NULL, \
-                                         last_state_change = ?5 \
-                         WHERE id = ?1 AND state = 'InProgress'",
-                    )?
-                    .execute(params![raw, attempts, code, message, at])?;
-                    ended(c, &id, &callback, JobState::Failed, code, &message, now)?;
-                    recovery.failed.push(id);
-                } else {
-                    c.prepare_cached(
-                        "UPDATE jobs SET state = 'Started', attempts = ?2, progress = 0, \
-                                         last_state_change = ?3 \
-                         WHERE id = ?1 AND state = 'InProgress'",
-                    )?
-                    .execute(params![raw, attempts, at])?;
-                    recovery.requeued.push(id);
+                match Recover::decide(attempts, max_attempts) {
+                    Recover::Fail {
+                        attempts,
+                        code,
+                        message,
+                    } => {
+                        c.prepare_cached(
+                            "UPDATE jobs SET state = 'Failed', attempts = ?2, result_code = ?3, \
+                                             error_message = ?4, secrets = NULL, \
+                                             last_state_change = ?5 \
+                             WHERE id = ?1 AND state = 'InProgress'",
+                        )?
+                        .execute(params![raw, attempts, code, message, at])?;
+                        ended(c, &id, &callback, JobState::Failed, code, &message, now)?;
+                        recovery.failed.push(id);
+                    }
+                    Recover::Requeue { attempts } => {
+                        c.prepare_cached(
+                            "UPDATE jobs SET state = 'Started', attempts = ?2, progress = 0, \
+                                             last_state_change = ?3 \
+                             WHERE id = ?1 AND state = 'InProgress'",
+                        )?
+                        .execute(params![raw, attempts, at])?;
+                        recovery.requeued.push(id);
+                    }
                 }
             }
             Ok(recovery)
