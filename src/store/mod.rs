@@ -268,34 +268,24 @@ pub trait Store: Send + Sync {
 // call to queue, whether progress is due, what recovery does with a job)
 // lives here once.
 
-/// ErrorMessage of a job ended by CancelJob (ResultCode 1, Cancelled).
-const CANCELLED_MESSAGE: &str = "cancelled by CancelJob";
-
 impl NewCall {
-    /// `JobCompleted(JobID, State, ResultCode, ErrorMessage)` to the job's
-    /// callback; None when the job has no callback.
-    fn job_completed(
-        id: &JobId,
-        callback: &str,
-        state: JobState,
-        code: i32,
-        message: &str,
-        now: SystemTime,
-    ) -> Option<NewCall> {
+    /// `JobCompleted(JobID, State, ResultCode, ErrorMessage)` of a job that
+    /// ended as `end` says, to its callback; None when it has no callback.
+    fn job_completed(end: &Finish, callback: &str) -> Option<NewCall> {
         if callback.is_empty() {
             return None;
         }
         Some(NewCall {
-            job: Some(id.clone()),
+            job: Some(end.id.clone()),
             url: callback.to_owned(),
             method: "JobCompleted".to_owned(),
             params: vec![
-                CallParam::Str(id.as_str().to_owned()),
-                CallParam::Str(state.as_str().to_owned()),
-                CallParam::Int(code),
-                CallParam::Str(message.to_owned()),
+                CallParam::Str(end.id.as_str().to_owned()),
+                CallParam::Str(end.state.as_str().to_owned()),
+                CallParam::Int(end.result_code),
+                CallParam::Str(end.error_message.to_owned()),
             ],
-            now,
+            now: end.now,
         })
     }
 
@@ -326,7 +316,34 @@ impl ProgressUpdate<'_> {
     }
 }
 
-impl Finish<'_> {
+impl<'a> Finish<'a> {
+    /// How CancelJob ends a job: Failed, ResultCode 1 (Cancelled).
+    fn cancelled(id: &'a JobId, now: SystemTime) -> Finish<'a> {
+        Finish {
+            id,
+            state: JobState::Failed,
+            result_code: JobResult::Cancelled.code(),
+            error_message: "cancelled by CancelJob",
+            result: "",
+            outputs: &[],
+            now,
+        }
+    }
+
+    /// How start-up recovery ends a job out of attempts: Failed, ResultCode 7
+    /// (Interrupted), with the message of [`Recover::Fail`].
+    fn interrupted(id: &'a JobId, message: &'a str, now: SystemTime) -> Finish<'a> {
+        Finish {
+            id,
+            state: JobState::Failed,
+            result_code: JobResult::Interrupted.code(),
+            error_message: message,
+            result: "",
+            outputs: &[],
+            now,
+        }
+    }
+
     /// Refuses an end state that is not final.
     fn check(&self) -> Result<()> {
         if self.state.is_final() {
@@ -344,12 +361,9 @@ impl Finish<'_> {
 enum Recover {
     /// Back to Started, with this many attempts used.
     Requeue { attempts: i32 },
-    /// Failed with `code` and `message`, its attempts used up.
-    Fail {
-        attempts: i32,
-        code: i32,
-        message: String,
-    },
+    /// Failed (see [`Finish::interrupted`]) with this message, its attempts
+    /// used up.
+    Fail { attempts: i32, message: String },
 }
 
 impl Recover {
@@ -361,7 +375,6 @@ impl Recover {
         }
         Recover::Fail {
             attempts,
-            code: JobResult::Interrupted.code(),
             message: format!(
                 "interrupted: the engine stopped {attempts} times while running this job"
             ),
@@ -437,7 +450,6 @@ mod tests {
             Recover::decide(2, 3),
             Recover::Fail {
                 attempts: 3,
-                code: JobResult::Interrupted.code(),
                 message: "interrupted: the engine stopped 3 times while running this job".into(),
             }
         );
@@ -445,7 +457,6 @@ mod tests {
             Recover::decide(i32::MAX, i32::MAX),
             Recover::Fail {
                 attempts: i32::MAX,
-                code: JobResult::Interrupted.code(),
                 message: format!(
                     "interrupted: the engine stopped {} times while running this job",
                     i32::MAX
@@ -457,12 +468,9 @@ mod tests {
     #[test]
     fn job_completed_goes_only_to_a_callback() {
         let id = JobId::parse("j").unwrap();
-        let now = UNIX_EPOCH;
-        assert_eq!(
-            NewCall::job_completed(&id, "", JobState::Success, 0, "", now),
-            None
-        );
-        let call = NewCall::job_completed(&id, "http://w/", JobState::Failed, 7, "x", now);
+        let end = Finish::interrupted(&id, "x", UNIX_EPOCH);
+        assert_eq!(NewCall::job_completed(&end, ""), None);
+        let call = NewCall::job_completed(&end, "http://w/");
         assert_eq!(
             call.map(|c| c.params),
             Some(vec![
@@ -471,6 +479,11 @@ mod tests {
                 CallParam::Int(7),
                 CallParam::Str("x".into()),
             ])
+        );
+        let end = Finish::cancelled(&id, UNIX_EPOCH);
+        assert_eq!(
+            (end.state, end.result_code, end.error_message),
+            (JobState::Failed, 1, "cancelled by CancelJob")
         );
     }
 }

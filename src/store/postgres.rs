@@ -15,9 +15,9 @@ use super::migrate::{self, Dialect, Migration, Target};
 use super::{
     corrupt, params_from_json, params_to_json, parse_id, parse_kind, parse_state, Call, Change,
     Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall, ProgressUpdate, Recover,
-    Recovery, Result, Store, CANCELLED_MESSAGE,
+    Recovery, Result, Store,
 };
-use crate::job::{FileRecord, Job, JobId, JobResult, JobState, NewJob};
+use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
 use postgres::config::Host;
 use postgres::{GenericClient, NoTls, Row, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
@@ -119,6 +119,27 @@ impl PgStore {
 
     fn context(&self, verb: &str, e: Error) -> Error {
         Error::new(e.kind(), format!("{}: {verb}: {e}", self.name))
+    }
+
+    /// A change of state alone: `sql` moves job `$1` out of `from` at time
+    /// `$2` and returns its id.
+    fn transition(
+        &self,
+        verb: &str,
+        id: &JobId,
+        from: JobState,
+        sql: &str,
+        now: SystemTime,
+    ) -> Result<Change> {
+        self.tx(verb, |tx| {
+            let done = guarded(tx, id, &[from], |tx| {
+                Ok(tx.query_opt(sql, &[&id.as_str(), &now])?)
+            })?;
+            match done {
+                Ok(_) => changed(tx, id),
+                Err(refused) => Ok(refused),
+            }
+        })
     }
 }
 
@@ -287,19 +308,11 @@ fn supersede_progress(tx: &mut Transaction<'_>, id: &JobId) -> Result<()> {
     Ok(())
 }
 
-/// The side effects of a job ending: pending progress calls dropped and,
-/// with a callback, JobCompleted queued.
-fn ended(
-    tx: &mut Transaction<'_>,
-    id: &JobId,
-    callback: &str,
-    state: JobState,
-    code: i32,
-    message: &str,
-    now: SystemTime,
-) -> Result<()> {
-    supersede_progress(tx, id)?;
-    match NewCall::job_completed(id, callback, state, code, message, now) {
+/// The side effects of a job ending as `end` says: pending progress calls
+/// dropped and, with a callback, JobCompleted queued.
+fn ended(tx: &mut Transaction<'_>, end: &Finish, callback: &str) -> Result<()> {
+    supersede_progress(tx, end.id)?;
+    match NewCall::job_completed(end, callback) {
         Some(call) => queue_call(tx, &call),
         None => Ok(()),
     }
@@ -437,36 +450,26 @@ impl Store for PgStore {
     }
 
     fn start_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        self.tx("start_job", |tx| {
-            let done = guarded(tx, id, &[JobState::Created], |tx| {
-                Ok(tx.query_opt(
-                    "UPDATE jobs SET state = 'Started', start_seq = nextval('job_start_seq'), \
-                                     last_state_change = $2 \
-                     WHERE id = $1 AND state = 'Created' RETURNING id",
-                    &[&id.as_str(), &now],
-                )?)
-            })?;
-            match done {
-                Ok(_) => changed(tx, id),
-                Err(refused) => Ok(refused),
-            }
-        })
+        self.transition(
+            "start_job",
+            id,
+            JobState::Created,
+            "UPDATE jobs SET state = 'Started', start_seq = nextval('job_start_seq'), \
+                             last_state_change = $2 \
+             WHERE id = $1 AND state = 'Created' RETURNING id",
+            now,
+        )
     }
 
     fn claim_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        self.tx("claim_job", |tx| {
-            let done = guarded(tx, id, &[JobState::Started], |tx| {
-                Ok(tx.query_opt(
-                    "UPDATE jobs SET state = 'InProgress', progress = 0, last_state_change = $2 \
-                     WHERE id = $1 AND state = 'Started' RETURNING id",
-                    &[&id.as_str(), &now],
-                )?)
-            })?;
-            match done {
-                Ok(_) => changed(tx, id),
-                Err(refused) => Ok(refused),
-            }
-        })
+        self.transition(
+            "claim_job",
+            id,
+            JobState::Started,
+            "UPDATE jobs SET state = 'InProgress', progress = 0, last_state_change = $2 \
+             WHERE id = $1 AND state = 'Started' RETURNING id",
+            now,
+        )
     }
 
     fn record_progress(&self, update: &ProgressUpdate) -> Result<bool> {
@@ -530,21 +533,13 @@ impl Store for PgStore {
                 &[&id.as_str()],
             )?;
             insert_job_files(tx, id, "output", finish.outputs)?;
-            ended(
-                tx,
-                id,
-                &callback,
-                finish.state,
-                finish.result_code,
-                finish.error_message,
-                finish.now,
-            )?;
+            ended(tx, finish, &callback)?;
             changed(tx, id)
         })
     }
 
     fn cancel_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        let code = JobResult::Cancelled.code();
+        let end = Finish::cancelled(id, now);
         let accepts = [JobState::Started, JobState::InProgress];
         self.tx("cancel_job", |tx| {
             let done = guarded(tx, id, &accepts, |tx| {
@@ -554,8 +549,8 @@ impl Store for PgStore {
                      WHERE id = $1 AND state = ANY($5) RETURNING callback",
                     &[
                         &id.as_str(),
-                        &code,
-                        &CANCELLED_MESSAGE,
+                        &end.result_code,
+                        &end.error_message,
                         &now,
                         &state_names(&accepts),
                     ],
@@ -566,33 +561,20 @@ impl Store for PgStore {
                 Ok(callback) => callback,
                 Err(refused) => return Ok(refused),
             };
-            ended(
-                tx,
-                id,
-                &callback,
-                JobState::Failed,
-                code,
-                CANCELLED_MESSAGE,
-                now,
-            )?;
+            ended(tx, &end, &callback)?;
             changed(tx, id)
         })
     }
 
     fn requeue_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        self.tx("requeue_job", |tx| {
-            let done = guarded(tx, id, &[JobState::InProgress], |tx| {
-                Ok(tx.query_opt(
-                    "UPDATE jobs SET state = 'Started', progress = 0, last_state_change = $2 \
-                     WHERE id = $1 AND state = 'InProgress' RETURNING id",
-                    &[&id.as_str(), &now],
-                )?)
-            })?;
-            match done {
-                Ok(_) => changed(tx, id),
-                Err(refused) => Ok(refused),
-            }
-        })
+        self.transition(
+            "requeue_job",
+            id,
+            JobState::InProgress,
+            "UPDATE jobs SET state = 'Started', progress = 0, last_state_change = $2 \
+             WHERE id = $1 AND state = 'InProgress' RETURNING id",
+            now,
+        )
     }
 
     fn delete_job(&self, id: &JobId) -> Result<Option<Deleted>> {
@@ -630,19 +612,16 @@ impl Store for PgStore {
                 let id = parse_id(&raw)?;
                 let callback: String = row.try_get(2)?;
                 match Recover::decide(row.try_get(1)?, max_attempts) {
-                    Recover::Fail {
-                        attempts,
-                        code,
-                        message,
-                    } => {
+                    Recover::Fail { attempts, message } => {
+                        let end = Finish::interrupted(&id, &message, now);
                         tx.execute(
                             "UPDATE jobs SET state = 'Failed', attempts = $2, result_code = $3, \
                                              error_message = $4, secrets = NULL, \
                                              last_state_change = $5 \
                              WHERE id = $1 AND state = 'InProgress'",
-                            &[&raw, &attempts, &code, &message, &now],
+                            &[&raw, &attempts, &end.result_code, &message, &now],
                         )?;
-                        ended(tx, &id, &callback, JobState::Failed, code, &message, now)?;
+                        ended(tx, &end, &callback)?;
                         recovery.failed.push(id);
                     }
                     Recover::Requeue { attempts } => {

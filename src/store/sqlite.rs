@@ -18,9 +18,9 @@ use super::migrate::{self, Dialect, Migration, Target};
 use super::{
     corrupt, params_from_json, params_to_json, parse_id, parse_kind, parse_state, Call, Change,
     Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall, ProgressUpdate, Recover,
-    Recovery, Result, Store, CANCELLED_MESSAGE,
+    Recovery, Result, Store,
 };
-use crate::job::{FileRecord, Job, JobId, JobResult, JobState, NewJob};
+use crate::job::{FileRecord, Job, JobId, NewJob};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -127,6 +127,20 @@ impl SqliteStore {
 
     fn context(&self, verb: &str, e: Error) -> Error {
         Error::new(e.kind(), format!("{}: {verb}: {e}", self.name))
+    }
+
+    /// A change of state alone: `sql` moves job `?1` out of the state it
+    /// accepts, at time `?2`.
+    fn transition(&self, verb: &str, id: &JobId, sql: &str, now: SystemTime) -> Result<Change> {
+        let now = ts(now)?;
+        self.write(verb, |c| {
+            let n = c.prepare_cached(sql)?.execute(params![id.as_str(), now])?;
+            if n == 0 {
+                refusal(c, id)
+            } else {
+                changed(c, id)
+            }
+        })
     }
 }
 
@@ -295,19 +309,11 @@ fn supersede_progress(conn: &Connection, id: &JobId) -> Result<()> {
     Ok(())
 }
 
-/// The side effects of a job ending: pending progress calls dropped and,
-/// with a callback, JobCompleted queued.
-fn ended(
-    conn: &Connection,
-    id: &JobId,
-    callback: &str,
-    state: JobState,
-    code: i32,
-    message: &str,
-    now: SystemTime,
-) -> Result<()> {
-    supersede_progress(conn, id)?;
-    match NewCall::job_completed(id, callback, state, code, message, now) {
+/// The side effects of a job ending as `end` says: pending progress calls
+/// dropped and, with a callback, JobCompleted queued.
+fn ended(conn: &Connection, end: &Finish, callback: &str) -> Result<()> {
+    supersede_progress(conn, end.id)?;
+    match NewCall::job_completed(end, callback) {
         Some(call) => queue_call(conn, &call),
         None => Ok(()),
     }
@@ -425,39 +431,25 @@ impl Store for SqliteStore {
     }
 
     fn start_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        let now = ts(now)?;
-        self.write("start_job", |c| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'Started', \
-                       start_seq = (SELECT COALESCE(MAX(start_seq), 0) + 1 FROM jobs), \
-                       last_state_change = ?2 \
-                     WHERE id = ?1 AND state = 'Created'",
-                )?
-                .execute(params![id.as_str(), now])?;
-            if n == 0 {
-                refusal(c, id)
-            } else {
-                changed(c, id)
-            }
-        })
+        self.transition(
+            "start_job",
+            id,
+            "UPDATE jobs SET state = 'Started', \
+               start_seq = (SELECT COALESCE(MAX(start_seq), 0) + 1 FROM jobs), \
+               last_state_change = ?2 \
+             WHERE id = ?1 AND state = 'Created'",
+            now,
+        )
     }
 
     fn claim_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        let now = ts(now)?;
-        self.write("claim_job", |c| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'InProgress', progress = 0, last_state_change = ?2 \
-                     WHERE id = ?1 AND state = 'Started'",
-                )?
-                .execute(params![id.as_str(), now])?;
-            if n == 0 {
-                refusal(c, id)
-            } else {
-                changed(c, id)
-            }
-        })
+        self.transition(
+            "claim_job",
+            id,
+            "UPDATE jobs SET state = 'InProgress', progress = 0, last_state_change = ?2 \
+             WHERE id = ?1 AND state = 'Started'",
+            now,
+        )
     }
 
     fn record_progress(&self, update: &ProgressUpdate) -> Result<bool> {
@@ -528,21 +520,13 @@ impl Store for SqliteStore {
             c.prepare_cached("DELETE FROM job_files WHERE job_id = ?1 AND role = 'output'")?
                 .execute([id.as_str()])?;
             insert_job_files(c, id, "output", finish.outputs)?;
-            ended(
-                c,
-                id,
-                &callback,
-                finish.state,
-                finish.result_code,
-                finish.error_message,
-                finish.now,
-            )?;
+            ended(c, finish, &callback)?;
             changed(c, id)
         })
     }
 
     fn cancel_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        let code = JobResult::Cancelled.code();
+        let end = Finish::cancelled(id, now);
         let at = ts(now)?;
         self.write("cancel_job", |c| {
             let callback: Option<String> = c
@@ -551,41 +535,27 @@ impl Store for SqliteStore {
                                      secrets = NULL, last_state_change = ?4 \
                      WHERE id = ?1 AND state IN ('Started', 'InProgress') RETURNING callback",
                 )?
-                .query_row(params![id.as_str(), code, CANCELLED_MESSAGE, at], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    params![id.as_str(), end.result_code, end.error_message, at],
+                    |r| r.get(0),
+                )
                 .optional()?;
             let Some(callback) = callback else {
                 return refusal(c, id);
             };
-            ended(
-                c,
-                id,
-                &callback,
-                JobState::Failed,
-                code,
-                CANCELLED_MESSAGE,
-                now,
-            )?;
+            ended(c, &end, &callback)?;
             changed(c, id)
         })
     }
 
     fn requeue_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        let now = ts(now)?;
-        self.write("requeue_job", |c| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'Started', progress = 0, last_state_change = ?2 \
-                     WHERE id = ?1 AND state = 'InProgress'",
-                )?
-                .execute(params![id.as_str(), now])?;
-            if n == 0 {
-                refusal(c, id)
-            } else {
-                changed(c, id)
-            }
-        })
+        self.transition(
+            "requeue_job",
+            id,
+            "UPDATE jobs SET state = 'Started', progress = 0, last_state_change = ?2 \
+             WHERE id = ?1 AND state = 'InProgress'",
+            now,
+        )
     }
 
     fn delete_job(&self, id: &JobId) -> Result<Option<Deleted>> {
@@ -624,19 +594,22 @@ impl Store for SqliteStore {
             for (raw, attempts, callback) in running {
                 let id = parse_id(&raw)?;
                 match Recover::decide(attempts, max_attempts) {
-                    Recover::Fail {
-                        attempts,
-                        code,
-                        message,
-                    } => {
+                    Recover::Fail { attempts, message } => {
+                        let end = Finish::interrupted(&id, &message, now);
                         c.prepare_cached(
                             "UPDATE jobs SET state = 'Failed', attempts = ?2, result_code = ?3, \
                                              error_message = ?4, secrets = NULL, \
                                              last_state_change = ?5 \
                              WHERE id = ?1 AND state = 'InProgress'",
                         )?
-                        .execute(params![raw, attempts, code, message, at])?;
-                        ended(c, &id, &callback, JobState::Failed, code, &message, now)?;
+                        .execute(params![
+                            raw,
+                            attempts,
+                            end.result_code,
+                            message,
+                            at
+                        ])?;
+                        ended(c, &end, &callback)?;
                         recovery.failed.push(id);
                     }
                     Recover::Requeue { attempts } => {
