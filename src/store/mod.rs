@@ -382,6 +382,77 @@ impl Recover {
     }
 }
 
+/// A result row of either backend, read by column name: all a backend says
+/// about its row type, so that [`Job`], [`Call`] and [`FileRecord`] are
+/// built from rows in one place.
+trait Columns {
+    fn text(&self, column: &str) -> Result<String>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>>;
+    fn int(&self, column: &str) -> Result<i32>;
+    fn big(&self, column: &str) -> Result<i64>;
+    fn opt_big(&self, column: &str) -> Result<Option<i64>>;
+    fn time(&self, column: &str) -> Result<SystemTime>;
+}
+
+/// A job from its `jobs` row. Its inputs and outputs are left empty: each
+/// backend reads them from `job_files` its own way.
+fn job_from_row(row: &impl Columns) -> Result<Job> {
+    let id = row.text("id")?;
+    Ok(Job {
+        id: parse_id(&id)?,
+        kind: parse_kind(&id, &row.text("job_type")?)?,
+        state: parse_state(&row.text("state")?)?,
+        details: row.text("details")?,
+        callback: row.text("callback")?,
+        progress: row.int("progress")?,
+        result_code: row.int("result_code")?,
+        error_message: row.text("error_message")?,
+        result: row.text("result")?,
+        outputs: Vec::new(),
+        inputs: Vec::new(),
+        attempts: row.int("attempts")?,
+        checkpoint: row.text("checkpoint")?,
+        created_at: row.time("created_at")?,
+        last_state_change: row.time("last_state_change")?,
+        start_seq: row.opt_big("start_seq")?.unwrap_or(0),
+    })
+}
+
+/// A call from its `outbox` row.
+fn call_from_row(row: &impl Columns) -> Result<Call> {
+    let id = row.big("id")?;
+    Ok(Call {
+        id,
+        job: row
+            .opt_text("job_id")?
+            .as_deref()
+            .map(parse_id)
+            .transpose()?,
+        url: row.text("url")?,
+        method: row.text("method")?,
+        params: params_from_json(id, &row.text("params")?)?,
+        attempts: row.int("attempts")?,
+        created_at: row.time("created_at")?,
+        next_attempt_at: row.time("next_attempt_at")?,
+    })
+}
+
+/// A file from its `files` row.
+fn file_from_row(row: &impl Columns) -> Result<FileRecord> {
+    Ok(FileRecord {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        size: row.big("size")?,
+        sha256: row.text("sha256")?,
+        owner_job: row
+            .opt_text("owner_job")?
+            .as_deref()
+            .map(parse_id)
+            .transpose()?,
+        created_at: row.time("created_at")?,
+    })
+}
+
 /// A stored value this binary cannot read.
 fn corrupt(what: String) -> Error {
     Error::new(ErrorKind::Internal, format!("corrupt row: {what}"))

@@ -13,9 +13,9 @@
 
 use super::migrate::{self, Dialect, Migration, Target};
 use super::{
-    corrupt, params_from_json, params_to_json, parse_id, parse_kind, parse_state, Call, Change,
-    Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall, ProgressUpdate, Recover,
-    Recovery, Result, Store,
+    call_from_row, corrupt, file_from_row, job_from_row, params_to_json, parse_id, parse_state,
+    Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall,
+    ProgressUpdate, Recover, Recovery, Result, Store,
 };
 use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
 use postgres::config::Host;
@@ -206,38 +206,41 @@ fn describe_error(e: &postgres::Error) -> String {
     }
 }
 
-fn job_from_row(row: &Row) -> Result<Job> {
-    let id: String = row.try_get("id")?;
-    let kind: String = row.try_get("job_type")?;
-    let state: String = row.try_get("state")?;
-    let inputs: Option<Vec<String>> = row.try_get("inputs")?;
-    let outputs: Option<Vec<String>> = row.try_get("outputs")?;
-    let start_seq: Option<i64> = row.try_get("start_seq")?;
-    Ok(Job {
-        id: parse_id(&id)?,
-        kind: parse_kind(&id, &kind)?,
-        state: parse_state(&state)?,
-        details: row.try_get("details")?,
-        callback: row.try_get("callback")?,
-        progress: row.try_get("progress")?,
-        result_code: row.try_get("result_code")?,
-        error_message: row.try_get("error_message")?,
-        result: row.try_get("result")?,
-        outputs: outputs.unwrap_or_default(),
-        inputs: inputs.unwrap_or_default(),
-        attempts: row.try_get("attempts")?,
-        checkpoint: row.try_get("checkpoint")?,
-        created_at: row.try_get("created_at")?,
-        last_state_change: row.try_get("last_state_change")?,
-        start_seq: start_seq.unwrap_or(0),
-    })
+impl Columns for Row {
+    fn text(&self, column: &str) -> Result<String> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        Ok(self.try_get(column)?)
+    }
+    fn int(&self, column: &str) -> Result<i32> {
+        Ok(self.try_get(column)?)
+    }
+    fn big(&self, column: &str) -> Result<i64> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_big(&self, column: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(column)?)
+    }
+    fn time(&self, column: &str) -> Result<SystemTime> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+/// A job from a row of [`JOB_COLUMNS`], its inputs and outputs included.
+fn job_with_files(row: &Row) -> Result<Job> {
+    let mut job = job_from_row(row)?;
+    let files = |column| row.try_get::<_, Option<Vec<String>>>(column);
+    job.inputs = files("inputs")?.unwrap_or_default();
+    job.outputs = files("outputs")?.unwrap_or_default();
+    Ok(job)
 }
 
 fn load_job(c: &mut impl GenericClient, id: &str) -> Result<Option<Job>> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
     c.query_opt(sql.as_str(), &[&id])?
         .as_ref()
-        .map(job_from_row)
+        .map(job_with_files)
         .transpose()
 }
 
@@ -316,34 +319,6 @@ fn ended(tx: &mut Transaction<'_>, end: &Finish, callback: &str) -> Result<()> {
         Some(call) => queue_call(tx, &call),
         None => Ok(()),
     }
-}
-
-fn call_from_row(row: &Row) -> Result<Call> {
-    let id: i64 = row.try_get("id")?;
-    let job: Option<String> = row.try_get("job_id")?;
-    let params: String = row.try_get("params")?;
-    Ok(Call {
-        id,
-        job: job.as_deref().map(parse_id).transpose()?,
-        url: row.try_get("url")?,
-        method: row.try_get("method")?,
-        params: params_from_json(id, &params)?,
-        attempts: row.try_get("attempts")?,
-        created_at: row.try_get("created_at")?,
-        next_attempt_at: row.try_get("next_attempt_at")?,
-    })
-}
-
-fn file_from_row(row: &Row) -> Result<FileRecord> {
-    let owner: Option<String> = row.try_get("owner_job")?;
-    Ok(FileRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        size: row.try_get("size")?,
-        sha256: row.try_get("sha256")?,
-        owner_job: owner.as_deref().map(parse_id).transpose()?,
-        created_at: row.try_get("created_at")?,
-    })
 }
 
 /// Writes a job's file list of one role, keeping its order.

@@ -16,9 +16,9 @@
 
 use super::migrate::{self, Dialect, Migration, Target};
 use super::{
-    corrupt, params_from_json, params_to_json, parse_id, parse_kind, parse_state, Call, Change,
-    Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall, ProgressUpdate, Recover,
-    Recovery, Result, Store,
+    call_from_row, corrupt, file_from_row, job_from_row, params_to_json, parse_id, parse_state,
+    Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall,
+    ProgressUpdate, Recover, Recovery, Result, Store,
 };
 use crate::job::{FileRecord, Job, JobId, NewJob};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -213,29 +213,25 @@ fn parse_opt_ts(raw: Option<String>) -> Result<Option<SystemTime>> {
     raw.as_deref().map(parse_ts).transpose()
 }
 
-fn job_from_row(row: &rusqlite::Row<'_>) -> Result<Job> {
-    let id: String = row.get("id")?;
-    let kind: String = row.get("job_type")?;
-    let state: String = row.get("state")?;
-    let start_seq: Option<i64> = row.get("start_seq")?;
-    Ok(Job {
-        id: parse_id(&id)?,
-        kind: parse_kind(&id, &kind)?,
-        state: parse_state(&state)?,
-        details: row.get("details")?,
-        callback: row.get("callback")?,
-        progress: row.get("progress")?,
-        result_code: row.get("result_code")?,
-        error_message: row.get("error_message")?,
-        result: row.get("result")?,
-        outputs: Vec::new(),
-        inputs: Vec::new(),
-        attempts: row.get("attempts")?,
-        checkpoint: row.get("checkpoint")?,
-        created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
-        last_state_change: parse_ts(&row.get::<_, String>("last_state_change")?)?,
-        start_seq: start_seq.unwrap_or(0),
-    })
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, column: &str) -> Result<String> {
+        Ok(self.get(column)?)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        Ok(self.get(column)?)
+    }
+    fn int(&self, column: &str) -> Result<i32> {
+        Ok(self.get(column)?)
+    }
+    fn big(&self, column: &str) -> Result<i64> {
+        Ok(self.get(column)?)
+    }
+    fn opt_big(&self, column: &str) -> Result<Option<i64>> {
+        Ok(self.get(column)?)
+    }
+    fn time(&self, column: &str) -> Result<SystemTime> {
+        parse_ts(&self.get::<_, String>(column)?)
+    }
 }
 
 fn load_job(conn: &Connection, id: &str) -> Result<Option<Job>> {
@@ -328,22 +324,6 @@ fn insert_job_files(conn: &Connection, id: &JobId, role: &str, files: &[String])
         stmt.execute(params![id.as_str(), role, position as i64, file])?;
     }
     Ok(())
-}
-
-fn call_from_row(row: &rusqlite::Row<'_>) -> Result<Call> {
-    let id: i64 = row.get("id")?;
-    let job: Option<String> = row.get("job_id")?;
-    let params: String = row.get("params")?;
-    Ok(Call {
-        id,
-        job: job.as_deref().map(parse_id).transpose()?,
-        url: row.get("url")?,
-        method: row.get("method")?,
-        params: params_from_json(id, &params)?,
-        attempts: row.get("attempts")?,
-        created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
-        next_attempt_at: parse_ts(&row.get::<_, String>("next_attempt_at")?)?,
-    })
 }
 
 /// Pending calls that are first in their job's line (or belong to no job).
@@ -664,18 +644,7 @@ impl Store for SqliteStore {
                 "SELECT id, name, size, sha256, owner_job, created_at FROM files WHERE id = ?1",
             )?;
             let mut rows = stmt.query([id])?;
-            let Some(row) = rows.next()? else {
-                return Ok(None);
-            };
-            let owner: Option<String> = row.get("owner_job")?;
-            Ok(Some(FileRecord {
-                id: row.get("id")?,
-                name: row.get("name")?,
-                size: row.get("size")?,
-                sha256: row.get("sha256")?,
-                owner_job: owner.as_deref().map(parse_id).transpose()?,
-                created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
-            }))
+            rows.next()?.map(file_from_row).transpose()
         })
     }
 
