@@ -319,24 +319,21 @@ impl ProgressUpdate<'_> {
 impl<'a> Finish<'a> {
     /// How CancelJob ends a job: Failed, ResultCode 1 (Cancelled).
     fn cancelled(id: &'a JobId, now: SystemTime) -> Finish<'a> {
-        Finish {
-            id,
-            state: JobState::Failed,
-            result_code: JobResult::Cancelled.code(),
-            error_message: "cancelled by CancelJob",
-            result: "",
-            outputs: &[],
-            now,
-        }
+        Finish::failed(id, JobResult::Cancelled, "cancelled by CancelJob", now)
     }
 
     /// How start-up recovery ends a job out of attempts: Failed, ResultCode 7
     /// (Interrupted), with the message of [`Recover::Fail`].
     fn interrupted(id: &'a JobId, message: &'a str, now: SystemTime) -> Finish<'a> {
+        Finish::failed(id, JobResult::Interrupted, message, now)
+    }
+
+    /// A job the engine ends Failed, with no result and no outputs.
+    fn failed(id: &'a JobId, code: JobResult, message: &'a str, now: SystemTime) -> Finish<'a> {
         Finish {
             id,
             state: JobState::Failed,
-            result_code: JobResult::Interrupted.code(),
+            result_code: code.code(),
             error_message: message,
             result: "",
             outputs: &[],
@@ -451,6 +448,17 @@ fn file_from_row(row: &impl Columns) -> Result<FileRecord> {
             .transpose()?,
         created_at: row.time("created_at")?,
     })
+}
+
+/// A change just made to job `id`, given the job as re-read in the same
+/// transaction (it cannot be missing there).
+fn job_changed(id: &JobId, job: Option<Job>) -> Result<Change> {
+    match job {
+        Some(job) => Ok(Change::Done(job)),
+        None => Err(corrupt(format!(
+            "job '{id}' vanished inside its own transaction"
+        ))),
+    }
 }
 
 /// A stored value this binary cannot read.

@@ -13,12 +13,13 @@
 
 use super::migrate::{self, Dialect, Migration, Target};
 use super::{
-    call_from_row, corrupt, file_from_row, job_from_row, params_to_json, parse_id, parse_state,
+    call_from_row, file_from_row, job_changed, job_from_row, params_to_json, parse_id, parse_state,
     Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall,
     ProgressUpdate, Recover, Recovery, Result, Store,
 };
 use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
 use postgres::config::Host;
+use postgres::types::ToSql;
 use postgres::{GenericClient, NoTls, Row, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use std::time::{Duration, SystemTime};
@@ -141,6 +142,37 @@ impl PgStore {
             }
         })
     }
+
+    /// Ends a job as `end` says: `sql` (with `params`) is the guarded UPDATE
+    /// that moves it out of one of `accepts` and returns its callback. Its
+    /// outputs become `end.outputs`, and the end's side effects follow.
+    fn end_job(
+        &self,
+        verb: &str,
+        end: &Finish,
+        accepts: &[JobState],
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Change> {
+        let id = end.id;
+        self.tx(verb, |tx| {
+            let done = guarded(tx, id, accepts, |tx| {
+                let row = tx.query_opt(sql, params)?;
+                Ok(row.map(|r| r.try_get::<_, String>(0)).transpose()?)
+            })?;
+            let callback = match done {
+                Ok(callback) => callback,
+                Err(refused) => return Ok(refused),
+            };
+            tx.execute(
+                "DELETE FROM job_files WHERE job_id = $1 AND role = 'output'",
+                &[&id.as_str()],
+            )?;
+            insert_job_files(tx, id, "output", end.outputs)?;
+            ended(tx, end, &callback)?;
+            changed(tx, id)
+        })
+    }
 }
 
 /// "PostgreSQL at 127.0.0.1:5432/test": hosts, ports and database only.
@@ -246,12 +278,7 @@ fn load_job(c: &mut impl GenericClient, id: &str) -> Result<Option<Job>> {
 
 /// The job as it is after a change made in this transaction.
 fn changed(tx: &mut Transaction<'_>, id: &JobId) -> Result<Change> {
-    match load_job(tx, id.as_str())? {
-        Some(job) => Ok(Change::Done(job)),
-        None => Err(corrupt(format!(
-            "job '{id}' vanished inside its own transaction"
-        ))),
-    }
+    job_changed(id, load_job(tx, id.as_str())?)
 }
 
 /// Runs a guarded UPDATE (`update` returns the row it changed, if any);
@@ -481,64 +508,42 @@ impl Store for PgStore {
 
     fn finish_job(&self, finish: &Finish) -> Result<Change> {
         finish.check().map_err(|e| self.context("finish_job", e))?;
-        let id = finish.id;
-        self.tx("finish_job", |tx| {
-            let done = guarded(tx, id, &[JobState::InProgress], |tx| {
-                let row = tx.query_opt(
-                    "UPDATE jobs SET state = $2, result_code = $3, error_message = $4, \
-                                     result = $5, secrets = NULL, last_state_change = $6 \
-                     WHERE id = $1 AND state = 'InProgress' RETURNING callback",
-                    &[
-                        &id.as_str(),
-                        &finish.state.as_str(),
-                        &finish.result_code,
-                        &finish.error_message,
-                        &finish.result,
-                        &finish.now,
-                    ],
-                )?;
-                Ok(row.map(|r| r.try_get::<_, String>(0)).transpose()?)
-            })?;
-            let callback = match done {
-                Ok(callback) => callback,
-                Err(refused) => return Ok(refused),
-            };
-            tx.execute(
-                "DELETE FROM job_files WHERE job_id = $1 AND role = 'output'",
-                &[&id.as_str()],
-            )?;
-            insert_job_files(tx, id, "output", finish.outputs)?;
-            ended(tx, finish, &callback)?;
-            changed(tx, id)
-        })
+        self.end_job(
+            "finish_job",
+            finish,
+            &[JobState::InProgress],
+            "UPDATE jobs SET state = $2, result_code = $3, error_message = $4, \
+                             result = $5, secrets = NULL, last_state_change = $6 \
+             WHERE id = $1 AND state = 'InProgress' RETURNING callback",
+            &[
+                &finish.id.as_str(),
+                &finish.state.as_str(),
+                &finish.result_code,
+                &finish.error_message,
+                &finish.result,
+                &finish.now,
+            ],
+        )
     }
 
     fn cancel_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
         let end = Finish::cancelled(id, now);
         let accepts = [JobState::Started, JobState::InProgress];
-        self.tx("cancel_job", |tx| {
-            let done = guarded(tx, id, &accepts, |tx| {
-                let row = tx.query_opt(
-                    "UPDATE jobs SET state = 'Failed', result_code = $2, error_message = $3, \
-                                     secrets = NULL, last_state_change = $4 \
-                     WHERE id = $1 AND state = ANY($5) RETURNING callback",
-                    &[
-                        &id.as_str(),
-                        &end.result_code,
-                        &end.error_message,
-                        &now,
-                        &state_names(&accepts),
-                    ],
-                )?;
-                Ok(row.map(|r| r.try_get::<_, String>(0)).transpose()?)
-            })?;
-            let callback = match done {
-                Ok(callback) => callback,
-                Err(refused) => return Ok(refused),
-            };
-            ended(tx, &end, &callback)?;
-            changed(tx, id)
-        })
+        self.end_job(
+            "cancel_job",
+            &end,
+            &accepts,
+            "UPDATE jobs SET state = 'Failed', result_code = $2, error_message = $3, \
+                             secrets = NULL, last_state_change = $4 \
+             WHERE id = $1 AND state = ANY($5) RETURNING callback",
+            &[
+                &id.as_str(),
+                &end.result_code,
+                &end.error_message,
+                &now,
+                &state_names(&accepts),
+            ],
+        )
     }
 
     fn requeue_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {

@@ -16,12 +16,12 @@
 
 use super::migrate::{self, Dialect, Migration, Target};
 use super::{
-    call_from_row, corrupt, file_from_row, job_from_row, params_to_json, parse_id, parse_state,
-    Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall,
-    ProgressUpdate, Recover, Recovery, Result, Store,
+    call_from_row, corrupt, file_from_row, job_changed, job_from_row, params_to_json, parse_id,
+    parse_state, Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete, Finish, Insert,
+    NewCall, ProgressUpdate, Recover, Recovery, Result, Store,
 };
 use crate::job::{FileRecord, Job, JobId, NewJob};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
@@ -90,21 +90,26 @@ impl SqliteStore {
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer; commits
     /// when it returns Ok.
     fn write<T>(&self, verb: &str, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let mut conn = lock(&self.writer);
-        let run = || -> Result<T> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        };
-        run().map_err(|e| self.context(verb, e))
+        let conn = lock(&self.writer);
+        self.run(verb, conn, TransactionBehavior::Immediate, f)
     }
 
     /// Runs `f` in one read transaction (a consistent snapshot) on a reader.
     fn read<T>(&self, verb: &str, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let mut conn = self.reader();
+        let conn = self.reader();
+        self.run(verb, conn, TransactionBehavior::Deferred, f)
+    }
+
+    /// Runs `f` in one transaction on `conn`; commits when it returns Ok.
+    fn run<T>(
+        &self,
+        verb: &str,
+        mut conn: MutexGuard<'_, Connection>,
+        behavior: TransactionBehavior,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
         let run = || -> Result<T> {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(behavior)?;
             let out = f(&tx)?;
             tx.commit()?;
             Ok(out)
@@ -140,6 +145,33 @@ impl SqliteStore {
             } else {
                 changed(c, id)
             }
+        })
+    }
+
+    /// Ends a job as `end` says: `sql` (with `params`) is the guarded UPDATE
+    /// that moves it out of the states it accepts and returns its callback.
+    /// Its outputs become `end.outputs`, and the end's side effects follow.
+    fn end_job(
+        &self,
+        verb: &str,
+        end: &Finish,
+        sql: &str,
+        params: &[&dyn ToSql],
+    ) -> Result<Change> {
+        let id = end.id;
+        self.write(verb, |c| {
+            let callback: Option<String> = c
+                .prepare_cached(sql)?
+                .query_row(params, |r| r.get(0))
+                .optional()?;
+            let Some(callback) = callback else {
+                return refusal(c, id);
+            };
+            c.prepare_cached("DELETE FROM job_files WHERE job_id = ?1 AND role = 'output'")?
+                .execute([id.as_str()])?;
+            insert_job_files(c, id, "output", end.outputs)?;
+            ended(c, end, &callback)?;
+            changed(c, id)
         })
     }
 }
@@ -258,12 +290,7 @@ fn load_job(conn: &Connection, id: &str) -> Result<Option<Job>> {
 
 /// The job as it is after a change made in this transaction.
 fn changed(conn: &Connection, id: &JobId) -> Result<Change> {
-    match load_job(conn, id.as_str())? {
-        Some(job) => Ok(Change::Done(job)),
-        None => Err(corrupt(format!(
-            "job '{id}' vanished inside its own transaction"
-        ))),
-    }
+    job_changed(id, load_job(conn, id.as_str())?)
 }
 
 /// Why a guarded UPDATE changed nothing. Writes are serialised, so the
@@ -473,59 +500,33 @@ impl Store for SqliteStore {
 
     fn finish_job(&self, finish: &Finish) -> Result<Change> {
         finish.check().map_err(|e| self.context("finish_job", e))?;
-        let id = finish.id;
-        let now = ts(finish.now)?;
-        self.write("finish_job", |c| {
-            let callback: Option<String> = c
-                .prepare_cached(
-                    "UPDATE jobs SET state = ?2, result_code = ?3, error_message = ?4, \
-                                     result = ?5, secrets = NULL, last_state_change = ?6 \
-                     WHERE id = ?1 AND state = 'InProgress' RETURNING callback",
-                )?
-                .query_row(
-                    params![
-                        id.as_str(),
-                        finish.state.as_str(),
-                        finish.result_code,
-                        finish.error_message,
-                        finish.result,
-                        now
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(callback) = callback else {
-                return refusal(c, id);
-            };
-            c.prepare_cached("DELETE FROM job_files WHERE job_id = ?1 AND role = 'output'")?
-                .execute([id.as_str()])?;
-            insert_job_files(c, id, "output", finish.outputs)?;
-            ended(c, finish, &callback)?;
-            changed(c, id)
-        })
+        self.end_job(
+            "finish_job",
+            finish,
+            "UPDATE jobs SET state = ?2, result_code = ?3, error_message = ?4, \
+                             result = ?5, secrets = NULL, last_state_change = ?6 \
+             WHERE id = ?1 AND state = 'InProgress' RETURNING callback",
+            params![
+                finish.id.as_str(),
+                finish.state.as_str(),
+                finish.result_code,
+                finish.error_message,
+                finish.result,
+                ts(finish.now)?
+            ],
+        )
     }
 
     fn cancel_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
         let end = Finish::cancelled(id, now);
-        let at = ts(now)?;
-        self.write("cancel_job", |c| {
-            let callback: Option<String> = c
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'Failed', result_code = ?2, error_message = ?3, \
-                                     secrets = NULL, last_state_change = ?4 \
-                     WHERE id = ?1 AND state IN ('Started', 'InProgress') RETURNING callback",
-                )?
-                .query_row(
-                    params![id.as_str(), end.result_code, end.error_message, at],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(callback) = callback else {
-                return refusal(c, id);
-            };
-            ended(c, &end, &callback)?;
-            changed(c, id)
-        })
+        self.end_job(
+            "cancel_job",
+            &end,
+            "UPDATE jobs SET state = 'Failed', result_code = ?2, error_message = ?3, \
+                             secrets = NULL, last_state_change = ?4 \
+             WHERE id = ?1 AND state IN ('Started', 'InProgress') RETURNING callback",
+            params![id.as_str(), end.result_code, end.error_message, ts(now)?],
+        )
     }
 
     fn requeue_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
