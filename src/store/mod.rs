@@ -5,7 +5,9 @@
 //! statement (`... WHERE state = <expected>`), so a cancel racing a completion,
 //! or two StartJobs, end in exactly one outcome; the loser sees
 //! [`Change::WrongState`] or [`Change::NotFound`]. No SQL crosses this seam:
-//! it lives only in `postgres.rs` and `sqlite.rs`.
+//! it lives only in `postgres.rs` and `sqlite.rs`. What a verb decides
+//! (the calls it queues, whether progress is due, what recovery does, how a
+//! row becomes a [`Job`]) is written once, at the end of this file.
 //!
 //! May use: `job`.
 
