@@ -10,14 +10,14 @@
 #[path = "../tests/youtube_standin.rs"]
 mod youtube_standin;
 
-use jobengine::config::{Config, Database, Encoder};
+use jobengine::config::Config;
 use jobengine::files::{self, Files};
 use jobengine::job::details::{Details, Privacy, UploaderDetails};
-use jobengine::job::{Job, JobId, JobKind, JobState, Outcome};
+use jobengine::job::{JobKind, Outcome};
 use jobengine::kinds::{RunCtx, StopSignal};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use youtube_standin as yt;
 
 fn main() -> ExitCode {
@@ -68,7 +68,7 @@ fn run() -> Result<(), String> {
     };
 
     let standin = yt::StandIn::start();
-    let config = config(&standin, &data_dir, chunk);
+    let config = standin.engine_config(&data_dir, chunk);
     let agent = jobengine::net::agent(&config);
     let mib = size as f64 / (1024.0 * 1024.0);
     let rate = |t: Duration| mib / t.as_secs_f64();
@@ -174,57 +174,13 @@ fn curl_upload(
     Ok(elapsed)
 }
 
-fn config(standin: &yt::StandIn, data_dir: &Path, chunk: u64) -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        database: Database::Sqlite(data_dir.join("jobengine.db")),
-        data_dir: data_dir.to_owned(),
-        workers: 1,
-        encoder: Encoder::Ffmpeg,
-        job_timeout: Duration::from_secs(7200),
-        max_attempts: 3,
-        shutdown_grace: Duration::from_secs(30),
-        upload_limit: u64::MAX,
-        website_url: None,
-        engine_id: None,
-        engine_url: "http://127.0.0.1:0".into(),
-        progress_interval: Duration::from_secs(5),
-        heartbeat_interval: None,
-        callback_give_up: Duration::from_secs(60),
-        youtube_upload_url: standin.upload_url(),
-        youtube_api_url: format!("{}/youtube/v3", standin.base_url()),
-        oauth_token_url: standin.token_url(),
-        youtube_chunk_size: chunk,
-        oauth_client_id: Some(yt::CLIENT_ID.into()),
-        oauth_client_secret: Some(yt::CLIENT_SECRET.into()),
-    }
-}
-
 fn upload(
     config: &Config,
     files: &Files,
     agent: &ureq::Agent,
     file_id: &str,
 ) -> Result<Outcome, String> {
-    let now = SystemTime::now();
-    let job = Job {
-        id: JobId::parse("bench").map_err(|e| e.to_string())?,
-        kind: JobKind::YoutubeUploader,
-        state: JobState::InProgress,
-        details: "{}".into(),
-        callback: String::new(),
-        progress: 0,
-        result_code: 0,
-        error_message: String::new(),
-        result: String::new(),
-        outputs: vec![],
-        inputs: vec![file_id.to_owned()],
-        attempts: 0,
-        checkpoint: String::new(),
-        created_at: now,
-        last_state_change: now,
-        start_seq: 1,
-    };
+    let job = yt::upload_job("bench", file_id, "");
     let details = Details::Uploader(UploaderDetails {
         video_file: file_id.to_owned(),
         title: "upload benchmark".into(),

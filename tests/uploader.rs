@@ -2,15 +2,15 @@
 //! every fault of MEDIA-NOTES B6, stopping, and resuming from a checkpoint.
 
 use crate::youtube_standin::{self as yt, PutFault, StandIn};
-use jobengine::config::{Config, Database, Encoder};
+use jobengine::config::Config;
 use jobengine::files::Files;
 use jobengine::job::details::{Details, Privacy, UploaderDetails};
-use jobengine::job::{Job, JobId, JobKind, JobResult, JobState, Outcome};
+use jobengine::job::{JobKind, JobResult, Outcome};
 use jobengine::kinds::upload::{self, RetryPolicy};
 use jobengine::kinds::{RunCtx, StopReason, StopSignal};
 use std::sync::Mutex;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 const KIB: u64 = 1024;
 
@@ -83,29 +83,7 @@ impl Rig {
             .receive(&mut &bytes[..], u64::MAX)
             .expect("store the video");
         let yt = StandIn::start();
-        let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            database: Database::Sqlite(dir.path().join("jobengine.db")),
-            data_dir: dir.path().to_owned(),
-            workers: 1,
-            encoder: Encoder::Ffmpeg,
-            job_timeout: Duration::from_secs(600),
-            max_attempts: 3,
-            shutdown_grace: Duration::from_secs(5),
-            upload_limit: u64::MAX,
-            website_url: None,
-            engine_id: None,
-            engine_url: "http://127.0.0.1:0".into(),
-            progress_interval: Duration::from_secs(5),
-            heartbeat_interval: None,
-            callback_give_up: Duration::from_secs(60),
-            youtube_upload_url: yt.upload_url(),
-            youtube_api_url: format!("{}/youtube/v3", yt.base_url()),
-            oauth_token_url: yt.token_url(),
-            youtube_chunk_size: chunk,
-            oauth_client_id: Some(yt::CLIENT_ID.into()),
-            oauth_client_secret: Some(yt::CLIENT_SECRET.into()),
-        };
+        let config = yt.engine_config(dir.path(), chunk);
         let agent = jobengine::net::agent(&config);
         Rig {
             _dir: dir,
@@ -130,28 +108,6 @@ impl Rig {
         }
     }
 
-    fn job(&self, checkpoint: &str) -> Job {
-        let now = SystemTime::now();
-        Job {
-            id: JobId::parse("upload-1").unwrap(),
-            kind: JobKind::YoutubeUploader,
-            state: JobState::InProgress,
-            details: "{}".into(),
-            callback: String::new(),
-            progress: 0,
-            result_code: 0,
-            error_message: String::new(),
-            result: String::new(),
-            outputs: vec![],
-            inputs: vec![self.file_id.clone()],
-            attempts: 0,
-            checkpoint: checkpoint.into(),
-            created_at: now,
-            last_state_change: now,
-            start_seq: 1,
-        }
-    }
-
     /// Runs the upload with `policy` (None: through the `Kind` trait, the
     /// engine's way, with the default policy).
     fn run_with(
@@ -161,7 +117,7 @@ impl Rig {
         stop: &StopSignal,
         policy: Option<&RetryPolicy>,
     ) -> (Outcome, Record) {
-        let job = self.job(checkpoint);
+        let job = yt::upload_job("upload-1", &self.file_id, checkpoint);
         let details = Details::Uploader(details);
         let secrets = serde_json::json!({ "RefreshToken": yt::REFRESH_TOKEN }).to_string();
         let record = Record::default();

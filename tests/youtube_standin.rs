@@ -12,14 +12,17 @@
 //! Raw `std::net` HTTP/1.1 (keep-alive, `Expect: 100-continue`,
 //! Content-Length bodies only), so a fault can cut a connection mid-body.
 
+use jobengine::config::{Config, Database};
+use jobengine::job::{Job, JobId, JobKind, JobState};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The OAuth client the stand-in accepts.
 pub const CLIENT_ID: &str = "1234-engine.apps.googleusercontent.com";
@@ -143,6 +146,30 @@ impl Shared {
     }
 }
 
+/// The engine's row of a running YoutubeUploader job `id` that uploads
+/// `file_id`, resuming from `checkpoint` (empty: from the start).
+pub fn upload_job(id: &str, file_id: &str, checkpoint: &str) -> Job {
+    let now = SystemTime::now();
+    Job {
+        id: JobId::parse(id).expect("a valid job id"),
+        kind: JobKind::YoutubeUploader,
+        state: JobState::InProgress,
+        details: "{}".into(),
+        callback: String::new(),
+        progress: 0,
+        result_code: 0,
+        error_message: String::new(),
+        result: String::new(),
+        outputs: vec![],
+        inputs: vec![file_id.to_owned()],
+        attempts: 0,
+        checkpoint: checkpoint.into(),
+        created_at: now,
+        last_state_change: now,
+        start_seq: 1,
+    }
+}
+
 pub struct StandIn {
     shared: Arc<Shared>,
 }
@@ -206,6 +233,23 @@ impl StandIn {
     /// The token endpoint (config `oauth_token_url`).
     pub fn token_url(&self) -> String {
         format!("{}/token", self.base_url())
+    }
+
+    /// An engine config (the defaults otherwise) whose uploads go to this
+    /// stand-in as its OAuth client, `chunk` bytes a PUT, with its files
+    /// and store in `data_dir`.
+    pub fn engine_config(&self, data_dir: &Path, chunk: u64) -> Config {
+        Config {
+            data_dir: data_dir.to_owned(),
+            database: Database::Sqlite(data_dir.join("jobengine.db")),
+            youtube_upload_url: self.upload_url(),
+            youtube_api_url: format!("{}/youtube/v3", self.base_url()),
+            oauth_token_url: self.token_url(),
+            youtube_chunk_size: chunk,
+            oauth_client_id: Some(CLIENT_ID.into()),
+            oauth_client_secret: Some(CLIENT_SECRET.into()),
+            ..Config::defaults()
+        }
     }
 
     /// The refresh token is revoked: the token endpoint answers `invalid_grant`.
