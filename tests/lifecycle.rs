@@ -424,3 +424,58 @@ engine_test!(while_stopping_new_work_is_refused_with_7, |backend| {
     assert!(status.success(), "{status:?}\n{}", engine.log());
     website.set_mode(Mode::Up);
 });
+
+/// Rows of the engine's outbox as (method, state, attempts), oldest first.
+fn outbox(engine: &Engine) -> Vec<(String, String, i32)> {
+    let sql = "SELECT method, state, attempts FROM outbox ORDER BY id";
+    match engine.database.strip_prefix("sqlite:") {
+        Some(path) => {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            let mut stmt = conn.prepare(sql).unwrap();
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap();
+            rows.map(Result::unwrap).collect()
+        }
+        None => {
+            let mut client = postgres::Client::connect(&engine.database, postgres::NoTls).unwrap();
+            client
+                .query(sql, &[])
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect()
+        }
+    }
+}
+
+engine_test!(
+    a_call_past_callback_give_up_is_marked_undeliverable,
+    |backend| {
+        let website = Website::start();
+        website.set_mode(Mode::Down);
+        let engine = Engine::with(options(backend, &website).set("callback_give_up", 2));
+        let audio = engine.upload(&fixture("tone-20s.mp3"));
+        start_job(&engine, &website, "given-up", &audio);
+        engine.wait_end("given-up", Duration::from_secs(60));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let rows = outbox(&engine);
+            let completed = rows.iter().find(|(m, _, _)| m == "JobCompleted").cloned();
+            if let Some((_, state, attempts)) = completed.filter(|(_, s, _)| s != "pending") {
+                assert_eq!(state, "undeliverable", "{rows:?}");
+                assert!(attempts >= 1, "{rows:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "still pending: {rows:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            engine
+                .log()
+                .contains("JobCompleted for job given-up undeliverable"),
+            "{}",
+            engine.log()
+        );
+    }
+);
