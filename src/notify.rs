@@ -10,10 +10,12 @@
 //! May use: `config`, `protocol`, `store`.
 
 use crate::config::LiveConfig;
+use crate::job::JobId;
 use crate::protocol::xmlrpc::{self, Limits};
 use crate::protocol::Value;
 use crate::store::{Call, CallParam, Store};
 use crossbeam_channel::{Receiver, Sender};
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -50,6 +52,7 @@ impl Courier {
                     store,
                     agent,
                     config,
+                    last_progress: HashMap::new(),
                 }
                 .run(woken)
             })
@@ -76,20 +79,37 @@ struct Delivery {
     store: Arc<dyn Store>,
     agent: ureq::Agent,
     config: Arc<LiveConfig>,
+    /// When the last JobProgress of each running job was delivered: the
+    /// store spaces progress calls when it queues them, and this keeps
+    /// them spaced on arrival too, when one was delivered late.
+    last_progress: HashMap<JobId, Instant>,
+}
+
+/// What one pass over the due calls left behind.
+struct Pass {
+    /// Some call was delivered (it may have released the next of its job).
+    delivered: bool,
+    /// The earliest time a progress call held back for spacing may go.
+    held_until: Option<Instant>,
 }
 
 impl Delivery {
-    fn run(&self, woken: Receiver<Wake>) {
+    fn run(mut self, woken: Receiver<Wake>) {
         let mut drain_until: Option<Instant> = None;
         loop {
-            let more = self.deliver_due(drain_until);
+            let pass = self.deliver_due(drain_until);
             if let Some(deadline) = drain_until {
-                if !more || Instant::now() >= deadline {
+                if !pass.delivered || Instant::now() >= deadline {
                     return;
                 }
                 continue;
             }
-            let wait = self.until_next_due();
+            // A held-back progress call is still due in the store, so wait
+            // for its time rather than for the store's due time.
+            let wait = match pass.held_until {
+                Some(at) => at.saturating_duration_since(Instant::now()).min(IDLE_LOOK),
+                None => self.until_next_due(),
+            };
             match woken.recv_timeout(wait) {
                 Ok(Wake::Look) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Ok(Wake::Drain(deadline)) => drain_until = Some(deadline),
@@ -108,25 +128,54 @@ impl Delivery {
         }
     }
 
-    /// One pass over the due calls. True when some call is still due now
-    /// (for a drain: keep going).
-    fn deliver_due(&self, deadline: Option<Instant>) -> bool {
+    /// One pass over the due calls.
+    fn deliver_due(&mut self, deadline: Option<Instant>) -> Pass {
+        let mut pass = Pass {
+            delivered: false,
+            held_until: None,
+        };
         let due = match self.store.due_calls(SystemTime::now(), BATCH) {
             Ok(due) => due,
             Err(e) => {
                 log::warn!("outbox unreadable: {e}");
-                return false;
+                return pass;
             }
         };
-        let mut delivered_any = false;
+        let spacing = self.config.get().progress_interval;
+        // Only deliveries inside the spacing window matter.
+        self.last_progress.retain(|_, at| at.elapsed() < spacing);
         for call in &due {
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return false;
+                return Pass {
+                    delivered: false,
+                    ..pass
+                };
             }
-            delivered_any |= self.attempt(call);
+            let job = call.job.as_ref();
+            if call.method == "JobProgress" {
+                let last = job.and_then(|j| self.last_progress.get(j));
+                if let Some(free_at) = last
+                    .map(|at| *at + spacing)
+                    .filter(|at| *at > Instant::now())
+                {
+                    pass.held_until = Some(pass.held_until.map_or(free_at, |h| h.min(free_at)));
+                    continue;
+                }
+            }
+            if self.attempt(call) {
+                pass.delivered = true;
+                match (call.method.as_str(), job) {
+                    ("JobProgress", Some(j)) => {
+                        self.last_progress.insert(j.clone(), Instant::now());
+                    }
+                    ("JobCompleted", Some(j)) => {
+                        self.last_progress.remove(j);
+                    }
+                    _ => {}
+                }
+            }
         }
-        // A delivered head may have released the next call of its job.
-        delivered_any && !due.is_empty()
+        pass
     }
 
     /// One delivery attempt; true when delivered.
