@@ -279,11 +279,12 @@ impl Engine {
         }
     }
 
-    /// Starts the engine again on the same data and database (and port).
+    /// Starts the engine again on the same data and database. It gets a
+    /// new port: the old one may have been handed to some other socket
+    /// meanwhile.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the engine first");
-        let listen = self.url.trim_start_matches("http://").to_owned();
-        self.spawn(&listen);
+        self.spawn("127.0.0.1:0");
     }
 
     /// One XML-RPC call over HTTP.
