@@ -234,11 +234,8 @@ impl Api {
                 };
                 match op.name {
                     "GetJob" => respond(self.get_job(&id), |job| vec![("Job", job_struct(&job))]),
-                    "GetProgress" => respond(self.get_job(&id), |job| {
-                        vec![(
-                            "Progress",
-                            Value::Int(job.state.visible_progress(job.progress)),
-                        )]
+                    "GetProgress" => respond(self.get_progress(&id), |(state, progress)| {
+                        vec![("Progress", Value::Int(state.visible_progress(progress)))]
                     }),
                     "StartJob" => respond(self.start_job(&id), |()| vec![]),
                     "CancelJob" => respond(self.cancel_job(&id), |()| vec![]),
@@ -326,6 +323,10 @@ impl Api {
 
     fn get_job(&self, id: &JobId) -> OpResult<Job> {
         self.store.get_job(id)?.ok_or_else(|| not_found(id))
+    }
+
+    fn get_progress(&self, id: &JobId) -> OpResult<(crate::job::JobState, i32)> {
+        self.store.get_progress(id)?.ok_or_else(|| not_found(id))
     }
 
     fn start_job(&self, id: &JobId) -> OpResult<()> {

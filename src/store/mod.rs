@@ -186,6 +186,11 @@ pub trait Store: Send + Sync {
 
     fn get_job(&self, id: &JobId) -> Result<Option<Job>>;
 
+    /// State and stored progress only: GetProgress's lighter read.
+    fn get_progress(&self, id: &JobId) -> Result<Option<(JobState, i32)>> {
+        Ok(self.get_job(id)?.map(|job| (job.state, job.progress)))
+    }
+
     /// The job's secrets (JSON), while it has not ended.
     fn get_secrets(&self, id: &JobId) -> Result<Option<String>>;
 

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
 use postgres::config::Host;
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, NoTls, Row, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use std::time::{Duration, SystemTime};
@@ -269,8 +269,10 @@ fn job_with_files(row: &Row) -> Result<Job> {
 }
 
 fn load_job(c: &mut impl GenericClient, id: &str) -> Result<Option<Job>> {
+    // Typed parameters: parse, bind and execute go in one round trip,
+    // without a separate prepare first (the hot path of GetJob).
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-    c.query_opt(sql.as_str(), &[&id])?
+    c.query_typed_opt(sql.as_str(), &[(&id, Type::TEXT)])?
         .as_ref()
         .map(job_with_files)
         .transpose()
@@ -439,6 +441,17 @@ impl Store for PgStore {
 
     fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
         self.read("get_job", |c| load_job(c, id.as_str()))
+    }
+
+    fn get_progress(&self, id: &JobId) -> Result<Option<(JobState, i32)>> {
+        self.read("get_progress", |c| {
+            let row = c.query_typed_opt(
+                "SELECT state, progress FROM jobs WHERE id = $1",
+                &[(&id.as_str(), Type::TEXT)],
+            )?;
+            row.map(|r| Ok((parse_state(r.try_get(0)?)?, r.try_get(1)?)))
+                .transpose()
+        })
     }
 
     fn get_secrets(&self, id: &JobId) -> Result<Option<String>> {
