@@ -265,7 +265,7 @@ impl Api {
         } else {
             JobId::parse(raw_id).map_err(|why| Refusal(Code::InvalidArgument, why))?
         };
-        if self.store.get_job(&id)?.is_some() {
+        if self.store.get_progress(&id)?.is_some() {
             return Err(Refusal(
                 Code::AlreadyExists,
                 format!("job '{id}' already exists; delete it first or use another JobID"),

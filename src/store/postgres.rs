@@ -411,31 +411,41 @@ impl Store for PgStore {
     }
 
     fn insert_job(&self, job: &NewJob) -> Result<Insert> {
-        self.tx("insert_job", |tx| {
-            let inserted = tx.execute(
-                "INSERT INTO jobs (id, job_type, state, details, secrets, callback, progress, \
-                                   created_at, last_state_change) \
-                 VALUES ($1, $2, 'Created', $3, $4, $5, 0, $6, $6) \
-                 ON CONFLICT (id) DO NOTHING",
+        // One statement, one round trip: the job, a share lock on its input
+        // files (a delete_file in flight either finishes first or then sees
+        // this job) and its input list. Nothing happens when the ID exists.
+        const INSERT: &str = "\
+            WITH job AS ( \
+                INSERT INTO jobs (id, job_type, state, details, secrets, callback, progress, \
+                                  created_at, last_state_change) \
+                VALUES ($1, $2, 'Created', $3, $4, $5, 0, $6, $6) \
+                ON CONFLICT (id) DO NOTHING RETURNING id), \
+            locked AS ( \
+                SELECT 1 FROM files WHERE id = ANY($7) AND EXISTS (SELECT 1 FROM job) FOR SHARE), \
+            inputs AS ( \
+                INSERT INTO job_files (job_id, role, position, file_id) \
+                SELECT job.id, 'input', (t.ord - 1)::integer, t.file_id \
+                FROM job, unnest($7::text[]) WITH ORDINALITY AS t(file_id, ord)) \
+            SELECT (SELECT count(*) FROM job), (SELECT count(*) FROM locked)";
+        self.read("insert_job", |c| {
+            let row = c.query_typed_one(
+                INSERT,
                 &[
-                    &job.id.as_str(),
-                    &job.kind.as_str(),
-                    &job.details,
-                    &job.secrets,
-                    &job.callback,
-                    &job.now,
+                    (&job.id.as_str(), Type::TEXT),
+                    (&job.kind.as_str(), Type::TEXT),
+                    (&job.details, Type::TEXT),
+                    (&job.secrets, Type::TEXT),
+                    (&job.callback, Type::TEXT),
+                    (&job.now, Type::TIMESTAMPTZ),
+                    (&job.inputs, Type::TEXT_ARRAY),
                 ],
             )?;
-            if inserted == 0 {
-                return Ok(Insert::AlreadyExists);
-            }
-            // Waits for a delete_file of an input in flight, which then sees this job.
-            tx.execute(
-                "SELECT 1 FROM files WHERE id = ANY($1) FOR SHARE",
-                &[&job.inputs],
-            )?;
-            insert_job_files(tx, &job.id, "input", &job.inputs)?;
-            Ok(Insert::Inserted)
+            let inserted: i64 = row.try_get(0)?;
+            Ok(if inserted == 0 {
+                Insert::AlreadyExists
+            } else {
+                Insert::Inserted
+            })
         })
     }
 
