@@ -159,7 +159,11 @@ impl Config {
                 if key.starts_with("TEST_") {
                     continue;
                 }
-                raw.set(&key.to_ascii_lowercase(), value, format!("environment variable {name}"))?;
+                raw.set(
+                    &key.to_ascii_lowercase(),
+                    value,
+                    format!("environment variable {name}"),
+                )?;
             }
         }
         let flag_values = [
@@ -182,7 +186,17 @@ impl Config {
 
     fn validate(raw: &RawConfig) -> Result<Config, ConfigError> {
         let v = Validator(raw);
-        let listen: SocketAddr = v.parse("listen", "127.0.0.1:8080", "an address like 127.0.0.1:8080")?;
+        let listen: SocketAddr =
+            v.parse("listen", "127.0.0.1:8080", "an address like 127.0.0.1:8080")?;
+        if !listen.ip().is_loopback() {
+            // Nobody may call in from another machine without credentials,
+            // and this engine has no authentication yet.
+            return Err(v.bad(
+                "listen",
+                "a loopback address such as 127.0.0.1:8080: the engine has no authentication yet, \
+                 so reach it from other machines only through a proxy that authenticates",
+            ));
+        }
         let data_dir = PathBuf::from(v.text("data_dir").unwrap_or("./jobengine-data"));
         if data_dir.as_os_str().is_empty() {
             return Err(v.bad("data_dir", "a directory path"));
@@ -197,8 +211,14 @@ impl Config {
                 _ => return Err(v.bad("database", "postgres://… or sqlite:PATH")),
             },
         };
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let workers: usize = v.parse("workers", &cpus.to_string(), "a whole number of threads, 1 to 256")?;
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let workers: usize = v.parse(
+            "workers",
+            &cpus.to_string(),
+            "a whole number of threads, 1 to 256",
+        )?;
         if !(1..=256).contains(&workers) {
             return Err(v.bad("workers", "a whole number of threads, 1 to 256"));
         }
@@ -233,7 +253,10 @@ impl Config {
             shutdown_grace: v.positive_seconds("shutdown_grace", 30)?,
             upload_limit,
             website_url,
-            engine_id: v.text("engine_id").filter(|s| !s.is_empty()).map(str::to_owned),
+            engine_id: v
+                .text("engine_id")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
             engine_url,
             progress_interval: v.seconds("progress_interval", 5)?,
             heartbeat_interval: (!heartbeat.is_zero()).then_some(heartbeat),
@@ -282,7 +305,10 @@ impl Config {
             ("engine_id", opt(&self.engine_id)),
             ("engine_url", self.engine_url.clone()),
             ("progress_interval", secs(self.progress_interval)),
-            ("heartbeat_interval", self.heartbeat_interval.map_or("off".into(), secs)),
+            (
+                "heartbeat_interval",
+                self.heartbeat_interval.map_or("off".into(), secs),
+            ),
             ("callback_give_up", secs(self.callback_give_up)),
             ("youtube_upload_url", self.youtube_upload_url.clone()),
             ("youtube_api_url", self.youtube_api_url.clone()),
@@ -291,7 +317,9 @@ impl Config {
             ("oauth_client_id", opt(&self.oauth_client_id)),
             (
                 "oauth_client_secret",
-                self.oauth_client_secret.as_ref().map_or("(none)".into(), |_| "(set)".into()),
+                self.oauth_client_secret
+                    .as_ref()
+                    .map_or("(none)".into(), |_| "(set)".into()),
             ),
         ]
     }
@@ -321,11 +349,14 @@ fn mask_password(url: &str) -> String {
 }
 
 fn read_file(path: &Path, raw: &mut RawConfig) -> Result<(), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError(format!("cannot read config file {}: {e}", path.display()))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+    let table: FileTable = toml::from_str(&text).map_err(|e| {
+        ConfigError(format!(
+            "config file {} is not valid TOML: {e}",
+            path.display()
+        ))
     })?;
-    let table: FileTable = toml::from_str(&text)
-        .map_err(|e| ConfigError(format!("config file {} is not valid TOML: {e}", path.display())))?;
     for (key, value) in table.0 {
         let text = match value {
             toml::Value::String(s) => s,
@@ -360,13 +391,21 @@ impl Validator<'_> {
                 } else {
                     crate::shorten(&r.text, 80)
                 };
-                ConfigError(format!("{key} = '{shown}' (from {}) is not valid: expected {expected}", r.source))
+                ConfigError(format!(
+                    "{key} = '{shown}' (from {}) is not valid: expected {expected}",
+                    r.source
+                ))
             }
             None => ConfigError(format!("{key}: expected {expected}")),
         }
     }
 
-    fn parse<T: std::str::FromStr>(&self, key: &str, default: &str, expected: &str) -> Result<T, ConfigError> {
+    fn parse<T: std::str::FromStr>(
+        &self,
+        key: &str,
+        default: &str,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
         self.text(key)
             .unwrap_or(default)
             .trim()
@@ -390,7 +429,9 @@ impl Validator<'_> {
     fn url(&self, key: &str) -> Result<Option<String>, ConfigError> {
         match self.text(key) {
             None | Some("") => Ok(None),
-            Some(u) if u.starts_with("http://") || u.starts_with("https://") => Ok(Some(u.to_owned())),
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                Ok(Some(u.to_owned()))
+            }
             Some(_) => Err(self.bad(key, "an absolute http:// or https:// URL")),
         }
     }
@@ -401,14 +442,20 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_follow_the_contract() {
         let c = Config::defaults();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.database, Database::Sqlite(PathBuf::from("./jobengine-data/jobengine.db")));
+        assert_eq!(
+            c.database,
+            Database::Sqlite(PathBuf::from("./jobengine-data/jobengine.db"))
+        );
         assert_eq!(c.encoder, Encoder::Mencoder);
         assert_eq!(c.job_timeout, Duration::from_secs(7200));
         assert_eq!(c.max_attempts, 3);
@@ -424,10 +471,24 @@ mod tests {
     fn flags_beat_environment_beat_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:1\"\nworkers = 3\nencoder = \"ffmpeg\"\n").unwrap();
-        let flags = Flags { config: Some(file), listen: Some("127.0.0.1:3".into()), ..Flags::default() };
-        let c = Config::load(&flags, env(&[("JOBENGINE_LISTEN", "127.0.0.1:2"), ("JOBENGINE_WORKERS", "5")]))
-            .unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1\"\nworkers = 3\nencoder = \"ffmpeg\"\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            config: Some(file),
+            listen: Some("127.0.0.1:3".into()),
+            ..Flags::default()
+        };
+        let c = Config::load(
+            &flags,
+            env(&[
+                ("JOBENGINE_LISTEN", "127.0.0.1:2"),
+                ("JOBENGINE_WORKERS", "5"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:3");
         assert_eq!(c.workers, 5);
         assert_eq!(c.encoder, Encoder::Ffmpeg);
@@ -436,12 +497,21 @@ mod tests {
     #[test]
     fn unknown_keys_are_named() {
         let err = Config::load(&Flags::default(), env(&[("JOBENGINE_WROKERS", "2")])).unwrap_err();
-        assert!(err.0.contains("'wrokers'") && err.0.contains("JOBENGINE_WROKERS"), "{err}");
+        assert!(
+            err.0.contains("'wrokers'") && err.0.contains("JOBENGINE_WROKERS"),
+            "{err}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "colour = 1\n").unwrap();
-        let flags = Flags { config: Some(file), ..Flags::default() };
-        assert!(Config::load(&flags, env(&[])).unwrap_err().0.contains("'colour'"));
+        let flags = Flags {
+            config: Some(file),
+            ..Flags::default()
+        };
+        assert!(Config::load(&flags, env(&[]))
+            .unwrap_err()
+            .0
+            .contains("'colour'"));
     }
 
     #[test]
@@ -453,32 +523,58 @@ mod tests {
             ("JOBENGINE_DATABASE", "mysql://x", "database = 'mysql://x'"),
             ("JOBENGINE_WEBSITE_URL", "ftp://x", "website_url"),
             ("JOBENGINE_JOB_TIMEOUT", "0", "at least 1"),
+            ("JOBENGINE_LISTEN", "0.0.0.0:8080", "no authentication yet"),
         ];
         for (var, value, expect) in cases {
             let err = Config::load(&Flags::default(), env(&[(var, value)])).unwrap_err();
-            assert!(err.0.contains(expect) && err.0.contains(var), "{var}: {err}");
+            assert!(
+                err.0.contains(expect) && err.0.contains(var),
+                "{var}: {err}"
+            );
         }
     }
 
     #[test]
     fn secrets_and_passwords_are_masked() {
         let c = Config::load(
-            &Flags { database: Some("postgres://u:hunter2@h/db".into()), ..Flags::default() },
+            &Flags {
+                database: Some("postgres://u:hunter2@h/db".into()),
+                ..Flags::default()
+            },
             env(&[("JOBENGINE_OAUTH_CLIENT_SECRET", "s3cret")]),
         )
         .unwrap();
         let shown = format!("{:?}", c.describe());
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
         assert!(shown.contains("postgres://u:***@h/db"));
     }
 
     #[test]
     fn sqlite_database_forms() {
-        let c = Config::load(&Flags { database: Some("sqlite:/tmp/x.db".into()), ..Flags::default() }, env(&[]))
-            .unwrap();
+        let c = Config::load(
+            &Flags {
+                database: Some("sqlite:/tmp/x.db".into()),
+                ..Flags::default()
+            },
+            env(&[]),
+        )
+        .unwrap();
         assert_eq!(c.database, Database::Sqlite(PathBuf::from("/tmp/x.db")));
-        let c = Config::load(&Flags { data_dir: Some("/srv/je".into()), ..Flags::default() }, env(&[])).unwrap();
-        assert_eq!(c.database, Database::Sqlite(PathBuf::from("/srv/je/jobengine.db")));
+        let c = Config::load(
+            &Flags {
+                data_dir: Some("/srv/je".into()),
+                ..Flags::default()
+            },
+            env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.database,
+            Database::Sqlite(PathBuf::from("/srv/je/jobengine.db"))
+        );
     }
 }
 

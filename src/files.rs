@@ -139,7 +139,11 @@ impl Files {
     }
 }
 
-fn copy_hashed(body: &mut dyn Read, dest: &Path, limit: u64) -> Result<(u64, String), ReceiveError> {
+fn copy_hashed(
+    body: &mut dyn Read,
+    dest: &Path,
+    limit: u64,
+) -> Result<(u64, String), ReceiveError> {
     let mut out = File::create(dest).map_err(ReceiveError::Io)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];

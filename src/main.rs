@@ -16,7 +16,9 @@ file; flags win over the environment, which wins over the file.";
 fn main() {
     let _ = simplelog::TermLogger::init(
         log_level(),
-        simplelog::ConfigBuilder::new().set_target_level(simplelog::LevelFilter::Error).build(),
+        simplelog::ConfigBuilder::new()
+            .set_target_level(simplelog::LevelFilter::Error)
+            .build(),
         simplelog::TerminalMode::Stderr,
         simplelog::ColorChoice::Never,
     );
@@ -30,7 +32,11 @@ fn main() {
 }
 
 fn log_level() -> simplelog::LevelFilter {
-    match std::env::var("RUST_LOG").unwrap_or_default().to_ascii_lowercase().as_str() {
+    match std::env::var("RUST_LOG")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "trace" => simplelog::LevelFilter::Trace,
         "debug" => simplelog::LevelFilter::Debug,
         "warn" => simplelog::LevelFilter::Warn,

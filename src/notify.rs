@@ -10,13 +10,14 @@
 //! May use: `config`, `protocol`, `store`.
 
 use crate::config::LiveConfig;
+use crate::job::JobId;
 use crate::protocol::xmlrpc::{self, Limits};
 use crate::protocol::Value;
 use crate::store::{Call, CallParam, Store};
 use crossbeam_channel::{Receiver, Sender};
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Longest idle wait between two looks at the outbox (a safety net: the
@@ -29,7 +30,8 @@ const MAX_REPLY: u64 = 1024 * 1024;
 
 pub struct Courier {
     wake: Sender<Wake>,
-    thread: JoinHandle<()>,
+    /// Disconnects when the courier thread ends.
+    ended: Receiver<()>,
 }
 
 enum Wake {
@@ -41,11 +43,21 @@ enum Wake {
 impl Courier {
     pub fn start(store: Arc<dyn Store>, agent: ureq::Agent, config: Arc<LiveConfig>) -> Courier {
         let (wake, woken) = crossbeam_channel::unbounded();
-        let thread = std::thread::Builder::new()
+        let (alive, ended) = crossbeam_channel::bounded::<()>(0);
+        std::thread::Builder::new()
             .name("courier".into())
-            .spawn(move || Delivery { store, agent, config }.run(woken))
+            .spawn(move || {
+                let _alive = alive;
+                Delivery {
+                    store,
+                    agent,
+                    config,
+                    last_progress: HashMap::new(),
+                }
+                .run(woken)
+            })
             .expect("spawning the courier thread");
-        Courier { wake, thread }
+        Courier { wake, ended }
     }
 
     /// Something was queued: look now.
@@ -56,9 +68,10 @@ impl Courier {
     /// Delivers what is due until `deadline`, then stops the thread.
     pub fn drain(self, deadline: Instant) {
         let _ = self.wake.send(Wake::Drain(deadline));
-        while !self.thread.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // Returns when the thread ends (the channel disconnects) or at the
+        // deadline, whichever is first; a call still in flight is left to die
+        // with the process and is sent again on the next start.
+        let _ = self.ended.recv_deadline(deadline);
     }
 }
 
@@ -66,20 +79,37 @@ struct Delivery {
     store: Arc<dyn Store>,
     agent: ureq::Agent,
     config: Arc<LiveConfig>,
+    /// When the last JobProgress of each running job was delivered: the
+    /// store spaces progress calls when it queues them, and this keeps
+    /// them spaced on arrival too, when one was delivered late.
+    last_progress: HashMap<JobId, Instant>,
+}
+
+/// What one pass over the due calls left behind.
+struct Pass {
+    /// Some call was delivered (it may have released the next of its job).
+    delivered: bool,
+    /// The earliest time a progress call held back for spacing may go.
+    held_until: Option<Instant>,
 }
 
 impl Delivery {
-    fn run(&self, woken: Receiver<Wake>) {
+    fn run(mut self, woken: Receiver<Wake>) {
         let mut drain_until: Option<Instant> = None;
         loop {
-            let more = self.deliver_due(drain_until);
+            let pass = self.deliver_due(drain_until);
             if let Some(deadline) = drain_until {
-                if !more || Instant::now() >= deadline {
+                if !pass.delivered || Instant::now() >= deadline {
                     return;
                 }
                 continue;
             }
-            let wait = self.until_next_due();
+            // A held-back progress call is still due in the store, so wait
+            // for its time rather than for the store's due time.
+            let wait = match pass.held_until {
+                Some(at) => at.saturating_duration_since(Instant::now()).min(IDLE_LOOK),
+                None => self.until_next_due(),
+            };
             match woken.recv_timeout(wait) {
                 Ok(Wake::Look) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 Ok(Wake::Drain(deadline)) => drain_until = Some(deadline),
@@ -90,30 +120,62 @@ impl Delivery {
 
     fn until_next_due(&self) -> Duration {
         match self.store.next_call_due() {
-            Ok(Some(at)) => at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO).min(IDLE_LOOK),
+            Ok(Some(at)) => at
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .min(IDLE_LOOK),
             _ => IDLE_LOOK,
         }
     }
 
-    /// One pass over the due calls. True when some call is still due now
-    /// (for a drain: keep going).
-    fn deliver_due(&self, deadline: Option<Instant>) -> bool {
+    /// One pass over the due calls.
+    fn deliver_due(&mut self, deadline: Option<Instant>) -> Pass {
+        let mut pass = Pass {
+            delivered: false,
+            held_until: None,
+        };
         let due = match self.store.due_calls(SystemTime::now(), BATCH) {
             Ok(due) => due,
             Err(e) => {
                 log::warn!("outbox unreadable: {e}");
-                return false;
+                return pass;
             }
         };
-        let mut delivered_any = false;
+        let spacing = self.config.get().progress_interval;
+        // Only deliveries inside the spacing window matter.
+        self.last_progress.retain(|_, at| at.elapsed() < spacing);
         for call in &due {
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return false;
+                return Pass {
+                    delivered: false,
+                    ..pass
+                };
             }
-            delivered_any |= self.attempt(call);
+            let job = call.job.as_ref();
+            if call.method == "JobProgress" {
+                let last = job.and_then(|j| self.last_progress.get(j));
+                if let Some(free_at) = last
+                    .map(|at| *at + spacing)
+                    .filter(|at| *at > Instant::now())
+                {
+                    pass.held_until = Some(pass.held_until.map_or(free_at, |h| h.min(free_at)));
+                    continue;
+                }
+            }
+            if self.attempt(call) {
+                pass.delivered = true;
+                match (call.method.as_str(), job) {
+                    ("JobProgress", Some(j)) => {
+                        self.last_progress.insert(j.clone(), Instant::now());
+                    }
+                    ("JobCompleted", Some(j)) => {
+                        self.last_progress.remove(j);
+                    }
+                    _ => {}
+                }
+            }
         }
-        // A delivered head may have released the next call of its job.
-        delivered_any && !due.is_empty()
+        pass
     }
 
     /// One delivery attempt; true when delivered.
@@ -122,19 +184,31 @@ impl Delivery {
         match self.send(call) {
             Ok(()) => {
                 if let Err(e) = self.store.call_delivered(call.id, now) {
-                    log::warn!("{} delivered but not marked ({e}); it may be sent again", describe(call));
+                    log::warn!(
+                        "{} delivered but not marked ({e}); it may be sent again",
+                        describe(call)
+                    );
                 }
                 true
             }
             Err(why) => {
                 let config = self.config.get();
-                let age = now.duration_since(call.created_at).unwrap_or(Duration::ZERO);
+                let age = now
+                    .duration_since(call.created_at)
+                    .unwrap_or(Duration::ZERO);
                 if age >= config.callback_give_up {
-                    log::error!("{} undeliverable after {} attempts: {why}", describe(call), call.attempts + 1);
+                    log::error!(
+                        "{} undeliverable after {} attempts: {why}",
+                        describe(call),
+                        call.attempts + 1
+                    );
                     let _ = self.store.call_undeliverable(call.id, &why, now);
                 } else {
                     let retry_in = backoff(call.attempts + 1);
-                    log::warn!("{} failed ({why}); retrying in {retry_in:?}", describe(call));
+                    log::warn!(
+                        "{} failed ({why}); retrying in {retry_in:?}",
+                        describe(call)
+                    );
                     let _ = self.store.call_failed(call.id, &why, now + retry_in);
                 }
                 false
@@ -180,7 +254,8 @@ impl Delivery {
 /// Wait before attempt `n` (1-based): 2^n seconds, capped at 10 minutes,
 /// with full jitter between half and all of it.
 pub fn backoff(attempt: i32) -> Duration {
-    let ceiling = Duration::from_secs(1u64 << attempt.clamp(0, 10) as u32).min(Duration::from_secs(600));
+    let ceiling =
+        Duration::from_secs(1u64 << attempt.clamp(0, 10) as u32).min(Duration::from_secs(600));
     let jitter = jitter_fraction();
     ceiling.mul_f64(0.5 + 0.5 * jitter)
 }
@@ -190,7 +265,9 @@ pub fn backoff(attempt: i32) -> Duration {
 fn jitter_fraction() -> f64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
     let mut x = nanos ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);

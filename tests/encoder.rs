@@ -45,33 +45,10 @@ fn require_tools() {
     });
 }
 
-/// A 600 s MP3, made once with ffmpeg and kept in the target's temp dir.
+/// A 600 s MP3 (made once, shared with the other tests).
 fn long_audio() -> PathBuf {
-    static LONG: OnceLock<PathBuf> = OnceLock::new();
-    LONG.get_or_init(|| {
-        require_tools();
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let path = dir.join(format!("tone-{LONG_SECONDS}s.mp3"));
-        if !path.is_file() {
-            let tmp = dir.join(format!("tone-{LONG_SECONDS}s.{}.mp3", std::process::id()));
-            let status = Command::new("ffmpeg")
-                .args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
-                .arg(format!(
-                    "sine=frequency=440:sample_rate=44100:duration={LONG_SECONDS}"
-                ))
-                .args(["-ac", "1", "-c:a", "libmp3lame", "-b:a", "32k"])
-                .arg(&tmp)
-                .status()
-                .expect("ffmpeg runs");
-            assert!(
-                status.success(),
-                "ffmpeg could not make the long test audio"
-            );
-            std::fs::rename(&tmp, &path).expect("rename the long test audio");
-        }
-        path
-    })
-    .clone()
+    require_tools();
+    crate::support::long_mp3(LONG_SECONDS)
 }
 
 /// One engine's worth of state: a data dir, its file store and a config.
@@ -87,27 +64,11 @@ impl Bench {
         let dir = tempfile::tempdir().expect("temp dir");
         let files = Files::open(dir.path()).expect("file store");
         let config = Config {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            database: Database::Sqlite(dir.path().join("jobengine.db")),
             data_dir: dir.path().to_owned(),
-            workers: 1,
+            database: Database::Sqlite(dir.path().join("jobengine.db")),
             encoder,
             job_timeout: Duration::from_secs(300),
-            max_attempts: 3,
-            shutdown_grace: Duration::from_secs(30),
-            upload_limit: 1 << 30,
-            website_url: None,
-            engine_id: Some("encoder-test".into()),
-            engine_url: "http://127.0.0.1:0/RPC2".into(),
-            progress_interval: Duration::from_secs(5),
-            heartbeat_interval: None,
-            callback_give_up: Duration::from_secs(3600),
-            youtube_upload_url: "http://127.0.0.1:9/upload".into(),
-            youtube_api_url: "http://127.0.0.1:9/api".into(),
-            oauth_token_url: "http://127.0.0.1:9/token".into(),
-            youtube_chunk_size: 262_144,
-            oauth_client_id: None,
-            oauth_client_secret: None,
+            ..Config::defaults()
         };
         Bench {
             _dir: dir,
@@ -130,6 +91,16 @@ impl Bench {
             .receive(&mut &bytes[..], u64::MAX)
             .expect("store input")
             .id
+    }
+
+    /// Stores the 20 s fixture tone; returns its FileID.
+    fn tone(&self) -> String {
+        self.put(&fixture("tone-20s.mp3"))
+    }
+
+    /// Stores the 640x360 fixture cover; returns its FileID.
+    fn cover(&self) -> String {
+        self.put(&fixture("cover.png"))
     }
 }
 
@@ -154,7 +125,21 @@ struct Ran {
     stop_to_return: Option<Duration>,
 }
 
-fn run(bench: &Bench, details: EncoderDetails, steer: Steer) -> Ran {
+/// Runs the encoder job on `details` the engine's way.
+fn run(bench: &Bench, details: EncoderDetails) -> Ran {
+    run_steered(bench, details, Steer::default())
+}
+
+/// Runs the encoder job with `tools` in place of the installed ones.
+fn run_with(bench: &Bench, details: EncoderDetails, tools: Tools) -> Ran {
+    let steer = Steer {
+        tools: Some(tools),
+        ..Steer::default()
+    };
+    run_steered(bench, details, steer)
+}
+
+fn run_steered(bench: &Bench, details: EncoderDetails, steer: Steer) -> Ran {
     let details = Details::Encoder(details);
     let now = SystemTime::now();
     let job = Job {
@@ -322,6 +307,18 @@ fn details(audio: &str, image: Option<&str>, format: VideoFormat) -> EncoderDeta
     }
 }
 
+fn mp4(audio: &str, image: Option<&str>) -> EncoderDetails {
+    details(audio, image, VideoFormat::Mp4)
+}
+
+/// The installed tools of `encoder`, but `program` run as the encoder.
+fn tools_running(encoder: Encoder, program: &Path) -> Tools {
+    Tools {
+        encoder_program: program.into(),
+        ..Tools::for_encoder(encoder)
+    }
+}
+
 /// The one output of a successful run, probed.
 fn success_output(bench: &Bench, ran: &Ran, encoder: Encoder) -> (String, Probe) {
     let Outcome::Success { result, outputs } = &ran.outcome else {
@@ -338,11 +335,15 @@ fn success_output(bench: &Bench, ran: &Ran, encoder: Encoder) -> (String, Probe)
     (ran.outputs[0].1.clone(), probe(&path))
 }
 
-fn failure(ran: &Ran, encoder: Encoder) -> (JobResult, String) {
-    match &ran.outcome {
+/// The message of a run that must have failed with `code`; `what` names
+/// the case in assertion messages.
+fn failed_with(ran: &Ran, code: JobResult, what: &str) -> String {
+    let (got, msg) = match &ran.outcome {
         Outcome::Failed { code, message } => (*code, message.clone()),
-        other => panic!("{encoder:?}: expected Failed, got {other:?}"),
-    }
+        other => panic!("{what}: expected Failed, got {other:?}"),
+    };
+    assert_eq!(got, code, "{what}: {msg}");
+    msg
 }
 
 /// Nothing the run made is left in its work dir.
@@ -360,13 +361,7 @@ fn assert_work_dir_clean(ran: &Ran, encoder: Encoder) {
 fn fixture_encodes_to_a_full_length_video_with_rising_progress() {
     for encoder in ENCODERS {
         let bench = Bench::new(encoder);
-        let audio = bench.put(&fixture("tone-20s.mp3"));
-        let image = bench.put(&fixture("cover.png"));
-        let ran = run(
-            &bench,
-            details(&audio, Some(&image), VideoFormat::Mp4),
-            Steer::default(),
-        );
+        let ran = run(&bench, mp4(&bench.tone(), Some(&bench.cover())));
         let (name, p) = success_output(&bench, &ran, encoder);
         assert!(name.ends_with(".mp4"), "{encoder:?}: output name {name:?}");
         assert_eq!((p.video, p.audio), (1, 1), "{encoder:?}: {p:?}");
@@ -405,14 +400,9 @@ fn every_format_encodes() {
     ];
     for encoder in ENCODERS {
         let bench = Bench::new(encoder);
-        let audio = bench.put(&fixture("tone-20s.mp3"));
-        let image = bench.put(&fixture("cover.png"));
+        let (audio, image) = (bench.tone(), bench.cover());
         for (format, container) in cases {
-            let ran = run(
-                &bench,
-                details(&audio, Some(&image), format),
-                Steer::default(),
-            );
+            let ran = run(&bench, details(&audio, Some(&image), format));
             let (name, p) = success_output(&bench, &ran, encoder);
             assert!(
                 name.ends_with(&format!(".{}", format.as_str())),
@@ -436,12 +426,7 @@ fn every_format_encodes() {
 fn no_image_gives_a_plain_frame() {
     for encoder in ENCODERS {
         let bench = Bench::new(encoder);
-        let audio = bench.put(&fixture("tone-20s.mp3"));
-        let ran = run(
-            &bench,
-            details(&audio, None, VideoFormat::Mp4),
-            Steer::default(),
-        );
+        let ran = run(&bench, mp4(&bench.tone(), None));
         let (_, p) = success_output(&bench, &ran, encoder);
         assert_eq!((p.video, p.audio), (1, 1), "{encoder:?}: {p:?}");
         assert_eq!((p.width, p.height), (1280, 720), "{encoder:?}: {p:?}");
@@ -467,13 +452,7 @@ fn jpeg_image_is_used_by_its_content() {
     assert!(status.success(), "ffmpeg could not make a JPEG");
     for encoder in ENCODERS {
         let bench = Bench::new(encoder);
-        let audio = bench.put(&fixture("tone-20s.mp3"));
-        let image = bench.put(&jpeg);
-        let ran = run(
-            &bench,
-            details(&audio, Some(&image), VideoFormat::Mp4),
-            Steer::default(),
-        );
+        let ran = run(&bench, mp4(&bench.tone(), Some(&bench.put(&jpeg))));
         let (_, p) = success_output(&bench, &ran, encoder);
         assert_eq!((p.video, p.audio), (1, 1), "{encoder:?}: {p:?}");
         assert_eq!((p.width, p.height), (640, 360), "{encoder:?}: {p:?}");
@@ -485,39 +464,25 @@ fn missing_inputs_are_input_missing() {
     let never_uploaded = "00000000-0000-4000-8000-00000000dead";
     for encoder in ENCODERS {
         let bench = Bench::new(encoder);
-        let audio = bench.put(&fixture("tone-20s.mp3"));
+        let audio = bench.tone();
+        let what = format!("{encoder:?}");
 
-        let ran = run(
-            &bench,
-            details(never_uploaded, None, VideoFormat::Mp4),
-            Steer::default(),
-        );
-        let (code, msg) = failure(&ran, encoder);
-        assert_eq!(code, JobResult::InputMissing, "{encoder:?}: {msg}");
+        let ran = run(&bench, mp4(never_uploaded, None));
+        let msg = failed_with(&ran, JobResult::InputMissing, &what);
         assert!(
             msg.contains("AudioFile") && msg.contains(never_uploaded),
             "{encoder:?}: {msg}"
         );
 
-        let ran = run(
-            &bench,
-            details(&audio, Some(never_uploaded), VideoFormat::Mp4),
-            Steer::default(),
-        );
-        let (code, msg) = failure(&ran, encoder);
-        assert_eq!(code, JobResult::InputMissing, "{encoder:?}: {msg}");
+        let ran = run(&bench, mp4(&audio, Some(never_uploaded)));
+        let msg = failed_with(&ran, JobResult::InputMissing, &what);
         assert!(
             msg.contains("ImageFile") && msg.contains(never_uploaded),
             "{encoder:?}: {msg}"
         );
 
-        let ran = run(
-            &bench,
-            details("../../etc/passwd", None, VideoFormat::Mp4),
-            Steer::default(),
-        );
-        let (code, msg) = failure(&ran, encoder);
-        assert_eq!(code, JobResult::InputMissing, "{encoder:?}: {msg}");
+        let ran = run(&bench, mp4("../../etc/passwd", None));
+        failed_with(&ran, JobResult::InputMissing, &what);
         assert!(ran.outputs.is_empty());
     }
 }
@@ -527,14 +492,8 @@ fn text_as_audio_fails_as_bad_media() {
     for encoder in ENCODERS {
         let bench = Bench::new(encoder);
         let text = bench.put_bytes(b"this is not an mp3, it is a note\n");
-        let image = bench.put(&fixture("cover.png"));
-        let ran = run(
-            &bench,
-            details(&text, Some(&image), VideoFormat::Mp4),
-            Steer::default(),
-        );
-        let (code, msg) = failure(&ran, encoder);
-        assert_eq!(code, JobResult::ToolFailed, "{encoder:?}: {msg}");
+        let ran = run(&bench, mp4(&text, Some(&bench.cover())));
+        let msg = failed_with(&ran, JobResult::ToolFailed, &format!("{encoder:?}"));
         assert!(
             msg.contains("AudioFile") && msg.contains(&text),
             "{encoder:?}: {msg}"
@@ -558,18 +517,13 @@ fn bad_images_fail_as_bad_media_without_hanging() {
     ];
     for encoder in ENCODERS {
         let bench = Bench::new(encoder);
-        let audio = bench.put(&fixture("tone-20s.mp3"));
+        let audio = bench.tone();
         for (what, bytes) in &cases {
             let image = bench.put_bytes(bytes);
             let started = Instant::now();
-            let ran = run(
-                &bench,
-                details(&audio, Some(&image), VideoFormat::Mp4),
-                Steer::default(),
-            );
+            let ran = run(&bench, mp4(&audio, Some(&image)));
             eprintln!("{encoder:?} {what}: failed after {:?}", started.elapsed());
-            let (code, msg) = failure(&ran, encoder);
-            assert_eq!(code, JobResult::ToolFailed, "{encoder:?} {what}: {msg}");
+            let msg = failed_with(&ran, JobResult::ToolFailed, &format!("{encoder:?} {what}"));
             assert!(
                 msg.contains("ImageFile") && msg.contains(&image),
                 "{encoder:?} {what}: {msg}"
@@ -585,17 +539,11 @@ fn bad_images_fail_as_bad_media_without_hanging() {
 fn stopped_run(encoder: Encoder, reason: StopReason) -> Ran {
     let long = long_audio();
     let bench = Bench::new(encoder);
-    let audio = bench.put(&long);
-    let image = bench.put(&fixture("cover.png"));
     let steer = Steer {
         stop_at_progress: Some(reason),
         ..Steer::default()
     };
-    let ran = run(
-        &bench,
-        details(&audio, Some(&image), VideoFormat::Mp4),
-        steer,
-    );
+    let ran = run_steered(&bench, mp4(&bench.put(&long), Some(&bench.cover())), steer);
     eprintln!(
         "{encoder:?} {reason:?}: stop to return {:?}",
         ran.stop_to_return
@@ -625,8 +573,7 @@ fn stopped_run(encoder: Encoder, reason: StopReason) -> Ran {
 fn cancel_stops_the_encoder() {
     for encoder in ENCODERS {
         let ran = stopped_run(encoder, StopReason::Cancelled);
-        let (code, msg) = failure(&ran, encoder);
-        assert_eq!(code, JobResult::Cancelled, "{encoder:?}: {msg}");
+        failed_with(&ran, JobResult::Cancelled, &format!("{encoder:?}"));
     }
 }
 
@@ -644,15 +591,8 @@ fn job_timeout_ends_a_long_encode() {
     for encoder in ENCODERS {
         let mut bench = Bench::new(encoder);
         bench.config.job_timeout = Duration::from_secs(1);
-        let audio = bench.put(&long);
-        let image = bench.put(&fixture("cover.png"));
-        let ran = run(
-            &bench,
-            details(&audio, Some(&image), VideoFormat::Mp4),
-            Steer::default(),
-        );
-        let (code, msg) = failure(&ran, encoder);
-        assert_eq!(code, JobResult::TimedOut, "{encoder:?}: {msg}");
+        let ran = run(&bench, mp4(&bench.put(&long), Some(&bench.cover())));
+        let msg = failed_with(&ran, JobResult::TimedOut, &format!("{encoder:?}"));
         assert!(msg.contains("job_timeout"), "{encoder:?}: {msg}");
         assert!(
             processes_mentioning(&ran.work_dir).is_empty(),
@@ -668,21 +608,11 @@ fn missing_encoder_says_how_to_install_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     for encoder in ENCODERS {
         let bench = Bench::new(encoder);
-        let audio = bench.put(&fixture("tone-20s.mp3"));
-        let image = bench.put(&fixture("cover.png"));
-        let mut tools = Tools::for_encoder(encoder);
-        tools.encoder_program = dir.path().join(encoder.program()).into();
-        let steer = Steer {
-            tools: Some(tools),
-            ..Steer::default()
-        };
-        let ran = run(
-            &bench,
-            details(&audio, Some(&image), VideoFormat::Mp4),
-            steer,
-        );
-        let (code, msg) = failure(&ran, encoder);
-        assert_eq!(code, JobResult::ToolFailed, "{encoder:?}: {msg}");
+        let (audio, image) = (bench.tone(), bench.cover());
+        let what = format!("{encoder:?}");
+        let tools = tools_running(encoder, &dir.path().join(encoder.program()));
+        let ran = run_with(&bench, mp4(&audio, Some(&image)), tools);
+        let msg = failed_with(&ran, JobResult::ToolFailed, &what);
         let install = format!(
             "{} not found: install the {} package",
             encoder.program(),
@@ -692,19 +622,12 @@ fn missing_encoder_says_how_to_install_it() {
         assert!(msg.contains("set encoder ="), "{encoder:?}: {msg}");
         assert_work_dir_clean(&ran, encoder);
 
-        let mut tools = Tools::for_encoder(encoder);
-        tools.ffprobe = dir.path().join("ffprobe").into();
-        let steer = Steer {
-            tools: Some(tools),
-            ..Steer::default()
+        let tools = Tools {
+            ffprobe: dir.path().join("ffprobe").into(),
+            ..Tools::for_encoder(encoder)
         };
-        let ran = run(
-            &bench,
-            details(&audio, Some(&image), VideoFormat::Mp4),
-            steer,
-        );
-        let (code, msg) = failure(&ran, encoder);
-        assert_eq!(code, JobResult::ToolFailed, "{encoder:?}: {msg}");
+        let ran = run_with(&bench, mp4(&audio, Some(&image)), tools);
+        let msg = failed_with(&ran, JobResult::ToolFailed, &what);
         assert!(
             msg.contains("install the ffmpeg package"),
             "{encoder:?}: {msg}"
@@ -763,22 +686,15 @@ fn exit_code_zero_is_not_success() {
         .collect();
     for encoder in ENCODERS {
         let bench = Bench::new(encoder);
-        let audio = bench.put(&mp3);
-        let image = bench.put(&fixture("cover.png"));
+        let (audio, image) = (bench.put(&mp3), bench.cover());
         for (name, script, says) in &scripts {
-            let mut tools = Tools::for_encoder(encoder);
-            tools.encoder_program = script.clone().into();
-            let steer = Steer {
-                tools: Some(tools),
-                ..Steer::default()
-            };
-            let ran = run(
+            let tools = tools_running(encoder, script);
+            let ran = run_with(
                 &bench,
                 details(&audio, Some(&image), VideoFormat::Avi),
-                steer,
+                tools,
             );
-            let (code, msg) = failure(&ran, encoder);
-            assert_eq!(code, JobResult::ToolFailed, "{encoder:?} {name}: {msg}");
+            let msg = failed_with(&ran, JobResult::ToolFailed, &format!("{encoder:?} {name}"));
             assert!(msg.contains(says), "{encoder:?} {name}: {msg}");
             assert!(
                 ran.outputs.is_empty(),
@@ -799,16 +715,9 @@ fn encoder_failure_carries_its_stderr() {
     );
     for encoder in ENCODERS {
         let bench = Bench::new(encoder);
-        let audio = bench.put(&fixture("tone-20s.mp3"));
-        let mut tools = Tools::for_encoder(encoder);
-        tools.encoder_program = script.clone().into();
-        let steer = Steer {
-            tools: Some(tools),
-            ..Steer::default()
-        };
-        let ran = run(&bench, details(&audio, None, VideoFormat::Mp4), steer);
-        let (code, msg) = failure(&ran, encoder);
-        assert_eq!(code, JobResult::ToolFailed, "{encoder:?}: {msg}");
+        let tools = tools_running(encoder, &script);
+        let ran = run_with(&bench, mp4(&bench.tone(), None), tools);
+        let msg = failed_with(&ran, JobResult::ToolFailed, &format!("{encoder:?}"));
         assert!(msg.contains("exited with code 1"), "{encoder:?}: {msg}");
         assert!(
             msg.contains("malloc of size 123 failed"),
@@ -829,17 +738,12 @@ fn silent_encoder_is_stopped_by_the_watchdog() {
     );
     for encoder in ENCODERS {
         let bench = Bench::new(encoder);
-        let audio = bench.put(&fixture("tone-20s.mp3"));
-        let mut tools = Tools::for_encoder(encoder);
-        tools.encoder_program = script.clone().into();
-        tools.stall = Duration::from_millis(500);
-        let steer = Steer {
-            tools: Some(tools),
-            ..Steer::default()
+        let tools = Tools {
+            stall: Duration::from_millis(500),
+            ..tools_running(encoder, &script)
         };
-        let ran = run(&bench, details(&audio, None, VideoFormat::Mp4), steer);
-        let (code, msg) = failure(&ran, encoder);
-        assert_eq!(code, JobResult::ToolFailed, "{encoder:?}: {msg}");
+        let ran = run_with(&bench, mp4(&bench.tone(), None), tools);
+        let msg = failed_with(&ran, JobResult::ToolFailed, &format!("{encoder:?}"));
         assert!(
             msg.contains("encoder stopped making progress"),
             "{encoder:?}: {msg}"

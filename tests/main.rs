@@ -1,10 +1,14 @@
 //! One integration-test binary; one module per topic.
 
 mod api;
+mod cli;
 mod encoder;
 mod files;
 mod lifecycle;
 mod perf;
 mod store;
 mod support;
+mod upload_engine;
+mod uploader;
 mod worker;
+mod youtube_standin;

@@ -1342,3 +1342,16 @@ fn sqlite_creates_its_directories_and_uses_wal() {
         "readable UTC with microseconds"
     );
 }
+
+store_test!(get_progress_reads_state_and_progress, |h| {
+    let s = h.store();
+    assert_eq!(s.get_progress(&id("nope")).unwrap(), None);
+    job_in(s, "g", CALLBACK, JobState::InProgress);
+    let g = id("g");
+    assert_eq!(s.get_progress(&g).unwrap(), Some((JobState::InProgress, 0)));
+    assert!(s.record_progress(&progress(&g, 42, t(10))).unwrap());
+    assert_eq!(
+        s.get_progress(&g).unwrap(),
+        Some((JobState::InProgress, 42))
+    );
+});

@@ -18,7 +18,10 @@ impl Kind for Panicky {
         if ctx.job.id.as_str().starts_with("panic") {
             panic!("stand-in kind panicked on purpose");
         }
-        Outcome::Success { result: "done".into(), outputs: vec![] }
+        Outcome::Success {
+            result: "done".into(),
+            outputs: vec![],
+        }
     }
 }
 static PANICKY: Panicky = Panicky;
@@ -31,7 +34,9 @@ impl Kind for UntilStopped {
         loop {
             match ctx.stop.wait(Duration::from_secs(60)) {
                 Some(StopReason::Shutdown) => return Outcome::Interrupted,
-                Some(StopReason::Cancelled) => return Outcome::failed(JobResult::Cancelled, "cancelled"),
+                Some(StopReason::Cancelled) => {
+                    return Outcome::failed(JobResult::Cancelled, "cancelled")
+                }
                 None => {}
             }
         }
@@ -49,10 +54,18 @@ struct Fixture {
 fn fixture(backend: Backend, kinds: fn(JobKind) -> &'static dyn Kind) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let (store, pg): (Arc<dyn Store>, _) = match backend {
-        Backend::Sqlite => (Arc::new(jobengine::store::sqlite::SqliteStore::open(&dir.path().join("s.db")).unwrap()), None),
+        Backend::Sqlite => (
+            Arc::new(
+                jobengine::store::sqlite::SqliteStore::open(&dir.path().join("s.db")).unwrap(),
+            ),
+            None,
+        ),
         Backend::Postgres => {
             let db = PgDatabase::create();
-            (Arc::new(jobengine::store::postgres::PgStore::open(&db.url, 4).unwrap()), Some(db))
+            (
+                Arc::new(jobengine::store::postgres::PgStore::open(&db.url, 4).unwrap()),
+                Some(db),
+            )
         }
     };
     let files = Files::open(dir.path()).unwrap();
@@ -65,7 +78,12 @@ fn fixture(backend: Backend, kinds: fn(JobKind) -> &'static dyn Kind) -> Fixture
         agent,
         kinds,
     };
-    Fixture { store, deps, _dir: dir, _pg: pg }
+    Fixture {
+        store,
+        deps,
+        _dir: dir,
+        _pg: pg,
+    }
 }
 
 fn start(store: &dyn Store, id: &str) -> JobId {
@@ -80,7 +98,10 @@ fn start(store: &dyn Store, id: &str) -> JobId {
         now: SystemTime::now(),
     };
     store.insert_job(&new).unwrap();
-    assert!(matches!(store.start_job(&id, SystemTime::now()).unwrap(), Change::Done(_)));
+    assert!(matches!(
+        store.start_job(&id, SystemTime::now()).unwrap(),
+        Change::Done(_)
+    ));
     id
 }
 
@@ -103,7 +124,11 @@ engine_test!(a_panicking_job_fails_8_and_the_worker_lives_on, |backend| {
     pool.handle().enqueue(boom.clone());
     let failed = wait_state(&*f.store, &boom, JobState::Failed);
     assert_eq!(failed.result_code, 8);
-    assert!(failed.error_message.contains("panicked on purpose"), "{}", failed.error_message);
+    assert!(
+        failed.error_message.contains("panicked on purpose"),
+        "{}",
+        failed.error_message
+    );
     // The one worker is still there.
     let fine = start(&*f.store, "fine-1");
     pool.handle().enqueue(fine.clone());
@@ -112,18 +137,24 @@ engine_test!(a_panicking_job_fails_8_and_the_worker_lives_on, |backend| {
     assert!(pool.shutdown(Duration::from_secs(5)));
 });
 
-engine_test!(shutdown_puts_a_running_job_back_without_using_an_attempt, |backend| {
-    let f = fixture(backend, |_| &UNTIL_STOPPED);
-    let pool = Pool::start(2, f.deps.clone());
-    let id = start(&*f.store, "long-1");
-    pool.handle().enqueue(id.clone());
-    wait_state(&*f.store, &id, JobState::InProgress);
-    assert!(pool.shutdown(Duration::from_secs(5)), "the job stopped within the grace");
-    let job = f.store.get_job(&id).unwrap().unwrap();
-    assert_eq!(job.state, JobState::Started);
-    assert_eq!(job.attempts, 0);
-    assert_eq!(f.store.started_jobs().unwrap(), vec![id]);
-});
+engine_test!(
+    shutdown_puts_a_running_job_back_without_using_an_attempt,
+    |backend| {
+        let f = fixture(backend, |_| &UNTIL_STOPPED);
+        let pool = Pool::start(2, f.deps.clone());
+        let id = start(&*f.store, "long-1");
+        pool.handle().enqueue(id.clone());
+        wait_state(&*f.store, &id, JobState::InProgress);
+        assert!(
+            pool.shutdown(Duration::from_secs(5)),
+            "the job stopped within the grace"
+        );
+        let job = f.store.get_job(&id).unwrap().unwrap();
+        assert_eq!(job.state, JobState::Started);
+        assert_eq!(job.attempts, 0);
+        assert_eq!(f.store.started_jobs().unwrap(), vec![id]);
+    }
+);
 
 engine_test!(cancel_reaches_the_running_kind, |backend| {
     let f = fixture(backend, |_| &UNTIL_STOPPED);
@@ -131,9 +162,15 @@ engine_test!(cancel_reaches_the_running_kind, |backend| {
     let id = start(&*f.store, "cancel-1");
     pool.handle().enqueue(id.clone());
     wait_state(&*f.store, &id, JobState::InProgress);
-    assert!(matches!(f.store.cancel_job(&id, SystemTime::now()).unwrap(), Change::Done(_)));
+    assert!(matches!(
+        f.store.cancel_job(&id, SystemTime::now()).unwrap(),
+        Change::Done(_)
+    ));
     assert!(pool.handle().stop(&id, StopReason::Cancelled));
-    assert!(pool.handle().wait_gone(&id, Duration::from_secs(1)), "the kind stopped within a second");
+    assert!(
+        pool.handle().wait_gone(&id, Duration::from_secs(1)),
+        "the kind stopped within a second"
+    );
     let job = f.store.get_job(&id).unwrap().unwrap();
     assert_eq!((job.state, job.result_code), (JobState::Failed, 1));
     assert!(pool.shutdown(Duration::from_secs(5)));

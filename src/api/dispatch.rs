@@ -41,7 +41,10 @@ type OpResult<T> = Result<T, Refusal>;
 impl From<store::Error> for Refusal {
     fn from(e: store::Error) -> Refusal {
         if e.is_transient() {
-            Refusal(Code::Unavailable, format!("storage is unavailable ({e}); retry later"))
+            Refusal(
+                Code::Unavailable,
+                format!("storage is unavailable ({e}); retry later"),
+            )
         } else {
             log::error!("store error: {e}");
             Refusal(Code::Internal, format!("internal error in the store: {e}"))
@@ -102,8 +105,12 @@ const OPERATIONS: &[Method] = &[
     },
 ];
 
-const SYSTEM_METHODS: &[&str] =
-    &["system.listMethods", "system.methodHelp", "system.methodSignature", "system.multicall"];
+const SYSTEM_METHODS: &[&str] = &[
+    "system.listMethods",
+    "system.methodHelp",
+    "system.methodSignature",
+    "system.multicall",
+];
 
 impl Api {
     pub fn new(
@@ -113,7 +120,13 @@ impl Api {
         config: Arc<LiveConfig>,
         accepting: Arc<AtomicBool>,
     ) -> Api {
-        Api { store, files, workers, config, accepting }
+        Api {
+            store,
+            files,
+            workers,
+            config,
+            accepting,
+        }
     }
 
     /// Runs one XML-RPC call.
@@ -125,7 +138,11 @@ impl Api {
         match method {
             "system.listMethods" => {
                 no_params(method, params)?;
-                let mut names: Vec<&str> = OPERATIONS.iter().map(|m| m.name).chain(SYSTEM_METHODS.iter().copied()).collect();
+                let mut names: Vec<&str> = OPERATIONS
+                    .iter()
+                    .map(|m| m.name)
+                    .chain(SYSTEM_METHODS.iter().copied())
+                    .collect();
                 names.sort_unstable();
                 Ok(Value::Array(names.into_iter().map(Value::str).collect()))
             }
@@ -137,7 +154,8 @@ impl Api {
                 let [name] = strings::<1>(method, params, &["methodName"])?;
                 Ok(match find(&name) {
                     Some(m) => {
-                        let sig = std::iter::once("struct").chain(m.params.iter().map(|_| "string"));
+                        let sig =
+                            std::iter::once("struct").chain(m.params.iter().map(|_| "string"));
                         Value::Array(vec![Value::Array(sig.map(Value::str).collect())])
                     }
                     None => Value::str("signatures not supported"),
@@ -148,7 +166,10 @@ impl Api {
                 let op = find(method).ok_or_else(|| {
                     Fault::new(
                         Fault::METHOD_NOT_FOUND,
-                        format!("method '{}' is not supported; see system.listMethods", shorten(method, 64)),
+                        format!(
+                            "method '{}' is not supported; see system.listMethods",
+                            shorten(method, 64)
+                        ),
                     )
                 })?;
                 Ok(self.operation(op, params)?)
@@ -159,17 +180,29 @@ impl Api {
     fn multicall(&self, params: &[Value], depth: usize) -> Result<Value, Fault> {
         let calls = match params {
             [Value::Array(calls)] => calls,
-            _ => return Err(Fault::new(Fault::INVALID_PARAMS, "system.multicall expects one array of {methodName, params} structs")),
+            _ => {
+                return Err(Fault::new(
+                    Fault::INVALID_PARAMS,
+                    "system.multicall expects one array of {methodName, params} structs",
+                ))
+            }
         };
         if depth > 0 {
-            return Err(Fault::new(Fault::INVALID_REQUEST, "system.multicall may not be nested"));
+            return Err(Fault::new(
+                Fault::INVALID_REQUEST,
+                "system.multicall may not be nested",
+            ));
         }
         let mut results = Vec::with_capacity(calls.len());
         for (i, call) in calls.iter().enumerate() {
-            let (Some(Value::String(name)), Some(Value::Array(args))) = (call.member("methodName"), call.member("params")) else {
+            let (Some(Value::String(name)), Some(Value::Array(args))) =
+                (call.member("methodName"), call.member("params"))
+            else {
                 return Err(Fault::new(
                     Fault::INVALID_PARAMS,
-                    format!("system.multicall entry {i} needs a methodName string and a params array"),
+                    format!(
+                        "system.multicall entry {i} needs a methodName string and a params array"
+                    ),
                 ));
             };
             results.push(match self.call_depth(name, args, depth + 1) {
@@ -201,14 +234,17 @@ impl Api {
                 };
                 match op.name {
                     "GetJob" => respond(self.get_job(&id), |job| vec![("Job", job_struct(&job))]),
-                    "GetProgress" => respond(self.get_job(&id), |job| {
-                        vec![("Progress", Value::Int(job.state.visible_progress(job.progress)))]
+                    "GetProgress" => respond(self.get_progress(&id), |(state, progress)| {
+                        vec![("Progress", Value::Int(state.visible_progress(progress)))]
                     }),
                     "StartJob" => respond(self.start_job(&id), |()| vec![]),
                     "CancelJob" => respond(self.cancel_job(&id), |()| vec![]),
                     "DeleteJob" => respond(self.delete_job(&id), |()| vec![]),
                     other => {
-                        return Err(Fault::new(Fault::INTERNAL_ERROR, format!("no handler for {other}")));
+                        return Err(Fault::new(
+                            Fault::INTERNAL_ERROR,
+                            format!("no handler for {other}"),
+                        ));
                     }
                 }
             }
@@ -216,25 +252,39 @@ impl Api {
         Ok(reply)
     }
 
-    fn create_job(&self, raw_id: &str, raw_kind: &str, raw_details: &str, raw_callback: &str) -> OpResult<String> {
+    fn create_job(
+        &self,
+        raw_id: &str,
+        raw_kind: &str,
+        raw_details: &str,
+        raw_callback: &str,
+    ) -> OpResult<String> {
         self.check_accepting()?;
         let id = if raw_id.is_empty() {
             JobId::generate()
         } else {
             JobId::parse(raw_id).map_err(|why| Refusal(Code::InvalidArgument, why))?
         };
-        if self.store.get_job(&id)?.is_some() {
-            return Err(Refusal(Code::AlreadyExists, format!("job '{id}' already exists; delete it first or use another JobID")));
+        if self.store.get_progress(&id)?.is_some() {
+            return Err(Refusal(
+                Code::AlreadyExists,
+                format!("job '{id}' already exists; delete it first or use another JobID"),
+            ));
         }
         let kind = JobKind::parse(raw_kind).ok_or_else(|| {
             Refusal(
                 Code::UnknownJobType,
-                format!("JobType '{}' is not known; use EncoderJob or YoutubeUploaderJob", shorten(raw_kind, 64)),
+                format!(
+                    "JobType '{}' is not known; use EncoderJob or YoutubeUploaderJob",
+                    shorten(raw_kind, 64)
+                ),
             )
         })?;
-        let parsed = details::parse(kind, raw_details).map_err(|e| Refusal(Code::InvalidJobDetails, e.0))?;
+        let parsed =
+            details::parse(kind, raw_details).map_err(|e| Refusal(Code::InvalidJobDetails, e.0))?;
         self.check_inputs(&parsed.details)?;
-        let callback = normalize_callback(raw_callback).map_err(|why| Refusal(Code::InvalidArgument, why))?;
+        let callback =
+            normalize_callback(raw_callback).map_err(|why| Refusal(Code::InvalidArgument, why))?;
         let new = NewJob {
             id: id.clone(),
             kind,
@@ -249,9 +299,10 @@ impl Api {
                 log::info!("job {id}: Created ({kind})");
                 Ok(id.to_string())
             }
-            Insert::AlreadyExists => {
-                Err(Refusal(Code::AlreadyExists, format!("job '{id}' already exists; delete it first or use another JobID")))
-            }
+            Insert::AlreadyExists => Err(Refusal(
+                Code::AlreadyExists,
+                format!("job '{id}' already exists; delete it first or use another JobID"),
+            )),
         }
     }
 
@@ -272,6 +323,10 @@ impl Api {
 
     fn get_job(&self, id: &JobId) -> OpResult<Job> {
         self.store.get_job(id)?.ok_or_else(|| not_found(id))
+    }
+
+    fn get_progress(&self, id: &JobId) -> OpResult<(crate::job::JobState, i32)> {
+        self.store.get_progress(id)?.ok_or_else(|| not_found(id))
     }
 
     fn start_job(&self, id: &JobId) -> OpResult<()> {
@@ -311,8 +366,11 @@ impl Api {
         // queued for it; then the worker is stopped and waited for, so
         // nothing it writes outlives the delete.
         let deleted = self.store.delete_job(id)?.ok_or_else(|| not_found(id))?;
-        if self.workers.stop(id, StopReason::Cancelled) && !self.workers.wait_gone(id, DELETE_WAIT) {
-            log::warn!("job {id}: still stopping after {DELETE_WAIT:?}; its worker discards what it made");
+        if self.workers.stop(id, StopReason::Cancelled) && !self.workers.wait_gone(id, DELETE_WAIT)
+        {
+            log::warn!(
+                "job {id}: still stopping after {DELETE_WAIT:?}; its worker discards what it made"
+            );
         }
         for file in &deleted.output_files {
             if let Err(e) = self.files.remove(file) {
@@ -330,7 +388,10 @@ impl Api {
         if self.accepting.load(Ordering::SeqCst) {
             Ok(())
         } else {
-            Err(Refusal(Code::Unavailable, "the engine is starting or shutting down; retry later".into()))
+            Err(Refusal(
+                Code::Unavailable,
+                "the engine is starting or shutting down; retry later".into(),
+            ))
         }
     }
 
@@ -352,15 +413,30 @@ fn no_params(method: &str, params: &[Value]) -> Result<(), Fault> {
     if params.is_empty() {
         Ok(())
     } else {
-        Err(Fault::new(Fault::INVALID_PARAMS, format!("{method} takes no parameters, got {}", params.len())))
+        Err(Fault::new(
+            Fault::INVALID_PARAMS,
+            format!("{method} takes no parameters, got {}", params.len()),
+        ))
     }
 }
 
 /// Exactly N string parameters; a `<value>` without a type is a string.
-fn strings<const N: usize>(method: &str, params: &[Value], names: &[&str]) -> Result<[String; N], Fault> {
-    let expected = || format!("{method} expects {N} string parameter(s) ({})", names.join(", "));
+fn strings<const N: usize>(
+    method: &str,
+    params: &[Value],
+    names: &[&str],
+) -> Result<[String; N], Fault> {
+    let expected = || {
+        format!(
+            "{method} expects {N} string parameter(s) ({})",
+            names.join(", ")
+        )
+    };
     if params.len() != N {
-        return Err(Fault::new(Fault::INVALID_PARAMS, format!("{}; got {}", expected(), params.len())));
+        return Err(Fault::new(
+            Fault::INVALID_PARAMS,
+            format!("{}; got {}", expected(), params.len()),
+        ));
     }
     let mut out: [String; N] = std::array::from_fn(|_| String::new());
     for (i, value) in params.iter().enumerate() {
@@ -369,7 +445,12 @@ fn strings<const N: usize>(method: &str, params: &[Value], names: &[&str]) -> Re
             other => {
                 return Err(Fault::new(
                     Fault::INVALID_PARAMS,
-                    format!("{}; {} is {}", expected(), names.get(i).unwrap_or(&"a parameter"), other.type_name()),
+                    format!(
+                        "{}; {} is {}",
+                        expected(),
+                        names.get(i).unwrap_or(&"a parameter"),
+                        other.type_name()
+                    ),
                 ))
             }
         };
@@ -381,7 +462,10 @@ fn strings<const N: usize>(method: &str, params: &[Value], names: &[&str]) -> Re
 fn respond<T>(result: OpResult<T>, members: impl FnOnce(T) -> Vec<(&'static str, Value)>) -> Value {
     match result {
         Ok(v) => {
-            let mut s = vec![("ResultCode".to_owned(), Value::Int(0)), ("ErrorMessage".to_owned(), Value::str(""))];
+            let mut s = vec![
+                ("ResultCode".to_owned(), Value::Int(0)),
+                ("ErrorMessage".to_owned(), Value::str("")),
+            ];
             s.extend(members(v).into_iter().map(|(k, v)| (k.to_owned(), v)));
             Value::Struct(s)
         }
@@ -411,16 +495,27 @@ impl WithMember for Value {
 
 /// The Job struct of GetJob (contract §1).
 fn job_struct(job: &Job) -> Value {
-    let changed = time::OffsetDateTime::from(job.last_state_change).replace_nanosecond(0).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let changed = time::OffsetDateTime::from(job.last_state_change)
+        .replace_nanosecond(0)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     Value::Struct(vec![
         ("JobID".into(), Value::str(job.id.as_str())),
         ("JobType".into(), Value::str(job.kind.as_str())),
         ("State".into(), Value::str(job.state.as_str())),
         ("LastStateChange".into(), Value::DateTime(changed)),
-        ("ProgressAmount".into(), Value::Int(job.state.visible_progress(job.progress))),
-        ("ErrorMessage".into(), Value::str(job.error_message.as_str())),
+        (
+            "ProgressAmount".into(),
+            Value::Int(job.state.visible_progress(job.progress)),
+        ),
+        (
+            "ErrorMessage".into(),
+            Value::str(job.error_message.as_str()),
+        ),
         ("ResultCode".into(), Value::Int(job.result_code)),
-        ("Outputs".into(), Value::Array(job.outputs.iter().map(|o| Value::str(o.as_str())).collect())),
+        (
+            "Outputs".into(),
+            Value::Array(job.outputs.iter().map(|o| Value::str(o.as_str())).collect()),
+        ),
         ("Result".into(), Value::str(job.result.as_str())),
     ])
 }
@@ -432,13 +527,21 @@ fn normalize_callback(raw: &str) -> Result<String, String> {
     if raw.is_empty() {
         return Ok(String::new());
     }
-    let bad = || format!("Callback '{}' is not an absolute http:// or https:// URL", shorten(raw, 80));
+    let bad = || {
+        format!(
+            "Callback '{}' is not an absolute http:// or https:// URL",
+            shorten(raw, 80)
+        )
+    };
     let rest = raw
         .strip_prefix("http://")
         .or_else(|| raw.strip_prefix("https://"))
         .ok_or_else(bad)?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || host.starts_with(':') || raw.chars().any(|c| c.is_ascii_control() || c == ' ') {
+    if host.is_empty()
+        || host.starts_with(':')
+        || raw.chars().any(|c| c.is_ascii_control() || c == ' ')
+    {
         return Err(bad());
     }
     let mut out = String::with_capacity(raw.len());
@@ -462,10 +565,26 @@ mod tests {
     #[test]
     fn callbacks() {
         assert_eq!(normalize_callback("").unwrap(), "");
-        assert_eq!(normalize_callback("http://site/cb").unwrap(), "http://site/cb");
-        assert_eq!(normalize_callback("https://site/é").unwrap(), "https://site/%C3%A9");
-        for bad in ["ftp://x", "site/cb", "http://", "http:///x", "http://a b", "javascript:alert(1)"] {
-            assert!(normalize_callback(bad).unwrap_err().contains("Callback"), "{bad}");
+        assert_eq!(
+            normalize_callback("http://site/cb").unwrap(),
+            "http://site/cb"
+        );
+        assert_eq!(
+            normalize_callback("https://site/é").unwrap(),
+            "https://site/%C3%A9"
+        );
+        for bad in [
+            "ftp://x",
+            "site/cb",
+            "http://",
+            "http:///x",
+            "http://a b",
+            "javascript:alert(1)",
+        ] {
+            assert!(
+                normalize_callback(bad).unwrap_err().contains("Callback"),
+                "{bad}"
+            );
         }
     }
 }

@@ -44,9 +44,16 @@ impl Service {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                log::error!("panic while answering {} {}: {what}", request.method(), request.url());
+                log::error!(
+                    "panic while answering {} {}: {what}",
+                    request.method(),
+                    request.url()
+                );
                 if is_rpc {
-                    fault(&Fault::new(Fault::INTERNAL_ERROR, "internal error; the engine logged the details"))
+                    fault(&Fault::new(
+                        Fault::INTERNAL_ERROR,
+                        "internal error; the engine logged the details",
+                    ))
                 } else {
                     text(500, "internal error; the engine logged the details")
                 }
@@ -65,11 +72,16 @@ impl Service {
                 if self.ready.load(Ordering::SeqCst) && self.store.ping().is_ok() {
                     text(200, "ok")
                 } else {
-                    text(503, "not ready: starting, shutting down, or the store is unreachable")
+                    text(
+                        503,
+                        "not ready: starting, shutting down, or the store is unreachable",
+                    )
                 }
             }
             ("POST", "/files") => self.upload(request),
-            (_, "/files") => text(405, "use POST to upload a file").with_additional_header("Allow", "POST"),
+            (_, "/files") => {
+                text(405, "use POST to upload a file").with_additional_header("Allow", "POST")
+            }
             (_, path) if path.starts_with("/files/") => {
                 let id = &path["/files/".len()..];
                 match method {
@@ -84,21 +96,33 @@ impl Service {
     }
 
     fn rpc(&self, request: &Request) -> Response {
-        if let Some(encoding) = request.header("Content-Encoding").filter(|e| !e.eq_ignore_ascii_case("identity")) {
+        if let Some(encoding) = request
+            .header("Content-Encoding")
+            .filter(|e| !e.eq_ignore_ascii_case("identity"))
+        {
             return fault(&Fault::new(
                 Fault::INVALID_REQUEST,
-                format!("Content-Encoding '{}' is not supported; send the body uncompressed", crate::shorten(encoding, 32)),
+                format!(
+                    "Content-Encoding '{}' is not supported; send the body uncompressed",
+                    crate::shorten(encoding, 32)
+                ),
             ));
         }
         if declared_length(request).is_some_and(|n| n > MAX_RPC_BODY) {
             return too_large(MAX_RPC_BODY);
         }
         let Some(body) = request.data() else {
-            return fault(&Fault::new(Fault::INTERNAL_ERROR, "request body already read"));
+            return fault(&Fault::new(
+                Fault::INTERNAL_ERROR,
+                "request body already read",
+            ));
         };
         let mut bytes = Vec::new();
         if let Err(e) = body.take(MAX_RPC_BODY + 1).read_to_end(&mut bytes) {
-            return fault(&Fault::new(Fault::INVALID_REQUEST, format!("could not read the request body: {e}")));
+            return fault(&Fault::new(
+                Fault::INVALID_REQUEST,
+                format!("could not read the request body: {e}"),
+            ));
         }
         if bytes.len() as u64 > MAX_RPC_BODY {
             return too_large(MAX_RPC_BODY);
@@ -167,7 +191,12 @@ impl Service {
             let code = if e.is_transient() { 503 } else { 500 };
             return text(code, &format!("file not recorded, nothing was kept: {e}"));
         }
-        log::info!("file {}: received, {} bytes, sha256 {}", stored.id, stored.size, stored.sha256);
+        log::info!(
+            "file {}: received, {} bytes, sha256 {}",
+            stored.id,
+            stored.size,
+            stored.sha256
+        );
         Response::text(stored.id.clone())
             .with_status_code(201)
             .with_additional_header("Location", format!("/files/{}", stored.id))
@@ -189,7 +218,10 @@ impl Service {
                 return text(500, "the file is recorded but missing on disk");
             }
         };
-        let size = file.metadata().map(|m| m.len()).unwrap_or(record.size as u64);
+        let size = file
+            .metadata()
+            .map(|m| m.len())
+            .unwrap_or(record.size as u64);
         let (status, start, len) = match range::parse(request.header("Range"), size) {
             Wanted::Whole => (200, 0, size),
             Wanted::Part { start, end } => (206, start, end - start + 1),
@@ -207,7 +239,10 @@ impl Service {
                 ("Content-Type".into(), "application/octet-stream".into()),
                 ("Accept-Ranges".into(), "bytes".into()),
                 ("X-Content-SHA256".into(), record.sha256.into()),
-                ("Content-Disposition".into(), content_disposition(&record.name).into()),
+                (
+                    "Content-Disposition".into(),
+                    content_disposition(&record.name).into(),
+                ),
             ],
             data: ResponseBody::from_reader_and_size(file.take(len), len as usize),
             upgrade: None,
@@ -253,7 +288,9 @@ impl Service {
 }
 
 fn declared_length(request: &Request) -> Option<u64> {
-    request.header("Content-Length").and_then(|v| v.trim().parse().ok())
+    request
+        .header("Content-Length")
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn store_error(e: crate::store::Error) -> Response {
@@ -261,7 +298,10 @@ fn store_error(e: crate::store::Error) -> Response {
         text(503, &format!("storage is unavailable ({e}); retry later"))
     } else {
         log::error!("store error: {e}");
-        text(500, "internal error in the store; the engine logged the details")
+        text(
+            500,
+            "internal error in the store; the engine logged the details",
+        )
     }
 }
 
@@ -275,7 +315,13 @@ fn display_name(raw: &str) -> String {
 fn content_disposition(name: &str) -> String {
     let safe: String = name
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if safe.is_empty() {
         "attachment".into()
@@ -297,7 +343,10 @@ fn text(status: u16, message: &str) -> Response {
 }
 
 fn too_large(limit: u64) -> Response {
-    text(413, &format!("request body larger than the limit of {limit} bytes"))
+    text(
+        413,
+        &format!("request body larger than the limit of {limit} bytes"),
+    )
 }
 
 #[cfg(test)]
@@ -309,6 +358,9 @@ mod tests {
         assert_eq!(display_name("../../etc/passwd"), "passwd");
         assert_eq!(display_name("C:\\x\\song.mp3"), "song.mp3");
         assert_eq!(display_name("a\u{0}b\nc.mp3"), "abc.mp3");
-        assert_eq!(content_disposition("a\"b.mp3"), "attachment; filename=\"a_b.mp3\"");
+        assert_eq!(
+            content_disposition("a\"b.mp3"),
+            "attachment; filename=\"a_b.mp3\""
+        );
     }
 }

@@ -31,7 +31,10 @@ pub fn parse(header: Option<&str>, size: u64) -> Wanted {
             Ok(n) => Some((size.saturating_sub(n), size.saturating_sub(1))),
             Err(_) => None,
         },
-        (false, true) => first.parse::<u64>().ok().map(|a| (a, size.saturating_sub(1))),
+        (false, true) => first
+            .parse::<u64>()
+            .ok()
+            .map(|a| (a, size.saturating_sub(1))),
         (false, false) => match (first.parse::<u64>(), last.parse::<u64>()) {
             (Ok(a), Ok(b)) if a <= b => Some((a, b.min(size.saturating_sub(1)))),
             _ => None,
@@ -52,11 +55,26 @@ mod tests {
     #[test]
     fn forms() {
         assert_eq!(parse(None, 10), Wanted::Whole);
-        assert_eq!(parse(Some("bytes=0-4"), 10), Wanted::Part { start: 0, end: 4 });
-        assert_eq!(parse(Some("bytes=5-"), 10), Wanted::Part { start: 5, end: 9 });
-        assert_eq!(parse(Some("bytes=-3"), 10), Wanted::Part { start: 7, end: 9 });
-        assert_eq!(parse(Some("bytes=-30"), 10), Wanted::Part { start: 0, end: 9 });
-        assert_eq!(parse(Some("bytes=8-100"), 10), Wanted::Part { start: 8, end: 9 });
+        assert_eq!(
+            parse(Some("bytes=0-4"), 10),
+            Wanted::Part { start: 0, end: 4 }
+        );
+        assert_eq!(
+            parse(Some("bytes=5-"), 10),
+            Wanted::Part { start: 5, end: 9 }
+        );
+        assert_eq!(
+            parse(Some("bytes=-3"), 10),
+            Wanted::Part { start: 7, end: 9 }
+        );
+        assert_eq!(
+            parse(Some("bytes=-30"), 10),
+            Wanted::Part { start: 0, end: 9 }
+        );
+        assert_eq!(
+            parse(Some("bytes=8-100"), 10),
+            Wanted::Part { start: 8, end: 9 }
+        );
         assert_eq!(parse(Some("bytes=10-"), 10), Wanted::Unsatisfiable);
         assert_eq!(parse(Some("bytes=0-0"), 0), Wanted::Unsatisfiable);
         assert_eq!(parse(Some("bytes=4-2"), 10), Wanted::Whole);

@@ -150,7 +150,10 @@ impl Details {
 
     /// The FileIDs the job reads.
     pub fn inputs(&self) -> Vec<String> {
-        self.input_fields().into_iter().map(|(_, id)| id.to_owned()).collect()
+        self.input_fields()
+            .into_iter()
+            .map(|(_, id)| id.to_owned())
+            .collect()
     }
 
     /// The FileIDs the job reads, each with the field that names it.

@@ -26,7 +26,10 @@ impl JobResult {
 pub enum Outcome {
     /// Finished well. `outputs` are FileIDs already registered by the kind's
     /// `RunCtx::register_output`; `result` is the type-specific result string.
-    Success { result: String, outputs: Vec<String> },
+    Success {
+        result: String,
+        outputs: Vec<String>,
+    },
     /// Finished badly, with the code and a message a person can act on.
     Failed { code: JobResult, message: String },
     /// Stopped because the engine is shutting down: back to Started, no
@@ -36,6 +39,9 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn failed(code: JobResult, message: impl Into<String>) -> Outcome {
-        Outcome::Failed { code, message: message.into() }
+        Outcome::Failed {
+            code,
+            message: message.into(),
+        }
     }
 }

@@ -31,153 +31,238 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, ExitError> {
             let pool = (HTTP_THREADS + config.workers + 4) as u32;
             store::postgres::PgStore::open(url, pool).map(|s| Arc::new(s) as Arc<dyn Store>)
         }
-        Database::Sqlite(path) => store::sqlite::SqliteStore::open(path).map(|s| Arc::new(s) as Arc<dyn Store>),
+        Database::Sqlite(path) => {
+            store::sqlite::SqliteStore::open(path).map(|s| Arc::new(s) as Arc<dyn Store>)
+        }
     };
-    opened.map_err(|e| ExitError::Store(format!("cannot open the store {}: {e}", config.database_for_log())))
+    opened.map_err(|e| {
+        ExitError::Store(format!(
+            "cannot open the store {}: {e}",
+            config.database_for_log()
+        ))
+    })
 }
 
 /// `jobengine serve`: runs until SIGTERM/SIGINT.
 pub fn serve(flags: Flags, config: Config) -> Result<(), ExitError> {
-    let controls = signals::listen().map_err(|e| ExitError::Fatal(format!("cannot install signal handlers: {e}")))?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        ExitError::Fatal(format!("cannot create the data dir {}: {e}", config.data_dir.display()))
-    })?;
-    let store = open_store(&config)?;
-    let files = Files::open(&config.data_dir)
-        .map_err(|e| ExitError::Fatal(format!("cannot prepare {}: {e}", config.data_dir.display())))?;
-    let engine_id = match &config.engine_id {
-        Some(id) => id.clone(),
-        None => store
-            .engine_id(&uuid::Uuid::new_v4().to_string())
-            .map_err(|e| ExitError::Store(format!("cannot read the engine ID: {e}")))?,
-    };
-
-    let recovery = store
-        .recover_jobs(config.max_attempts, SystemTime::now())
-        .map_err(|e| ExitError::Store(format!("recovery failed: {e}")))?;
-    for id in &recovery.requeued {
-        log::warn!("job {id}: was InProgress when the engine died; queued again (one attempt used)");
-    }
-    for id in &recovery.failed {
-        log::error!("job {id}: was InProgress when the engine died, past max_attempts; Failed (7)");
-    }
-
-    let live = Arc::new(LiveConfig::new(config.clone()));
-    let agent = crate::net::agent(&config);
-    let pool = Pool::start(
-        config.workers,
-        worker::Deps {
-            store: store.clone(),
-            files: files.clone(),
-            config: live.clone(),
-            agent: agent.clone(),
-            kinds: crate::kinds::for_job,
-        },
-    );
-    let queued = store.started_jobs().map_err(|e| ExitError::Store(format!("cannot read the queue: {e}")))?;
-    for id in &queued {
-        pool.handle().enqueue(id.clone());
-    }
-
-    let accepting = Arc::new(AtomicBool::new(false));
-    let ready = Arc::new(AtomicBool::new(false));
-    let service = Service {
-        api: Api::new(store.clone(), files.clone(), pool.handle(), live.clone(), accepting.clone()),
-        store: store.clone(),
-        files: files.clone(),
-        ready: ready.clone(),
-        limits: Limits::default(),
-    };
-    let server = rouille::Server::new(config.listen, move |request| service.handle(request))
-        .map_err(|e| ExitError::Fatal(format!("cannot listen on {}: {e}", config.listen)))?
-        .pool_size(HTTP_THREADS);
-    let bound = server.server_addr();
-    let (http_thread, stop_http) = server.stoppable();
-
-    let courier = Courier::start(store.clone(), agent, live.clone());
-    if let Some(url) = &config.website_url {
-        let engine_url = if config.listen.port() == 0 {
-            config.engine_url.replace(&config.listen.to_string(), &bound.to_string())
-        } else {
-            config.engine_url.clone()
-        };
-        notice(&*store, url, "EngineStarted", vec![CallParam::Str(engine_id.clone()), CallParam::Str(engine_url)]);
-        courier.wake();
-    }
-    accepting.store(true, Ordering::SeqCst);
-    ready.store(true, Ordering::SeqCst);
-    log::info!(
-        "jobengine {} listening on http://{bound} (XML-RPC at /RPC2), engine {engine_id}, store {}, data in {}, {} workers, encoder {}; {} job(s) queued",
-        env!("CARGO_PKG_VERSION"),
-        store.describe(),
-        config.data_dir.display(),
-        config.workers,
-        config.encoder.program(),
-        queued.len()
-    );
-
-    let heartbeat = config.heartbeat_interval;
-    let mut next_beat = heartbeat.map(|d| Instant::now() + d);
-    loop {
-        let timeout = next_beat.map_or(Duration::from_secs(3600), |at| at.saturating_duration_since(Instant::now()));
-        match controls.recv_timeout(timeout) {
-            Ok(Control::Shutdown) => break,
-            Ok(Control::ExitNow) => std::process::exit(1),
-            Ok(Control::Reload) => {
-                reload(&flags, &live);
-                sweep(&*store, &pool);
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                let cfg = live.get();
-                if let (Some(url), Some(every)) = (&cfg.website_url, cfg.heartbeat_interval) {
-                    notice(&*store, url, "EngineAlive", vec![CallParam::Str(engine_id.clone())]);
-                    courier.wake();
-                    next_beat = Some(Instant::now() + every);
-                } else {
-                    next_beat = None;
-                }
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-
-    // Graceful stop, within the grace: refuse new work, say so to the
-    // website, put running jobs back, deliver what can be delivered.
-    let cfg = live.get();
-    let deadline = Instant::now() + cfg.shutdown_grace;
-    log::info!("stopping: no new jobs; running ones go back to Started (grace {:?})", cfg.shutdown_grace);
-    accepting.store(false, Ordering::SeqCst);
-    ready.store(false, Ordering::SeqCst);
-    if let Some(url) = &cfg.website_url {
-        notice(&*store, url, "EngineStopping", vec![CallParam::Str(engine_id.clone())]);
-        courier.wake();
-    }
-    let exit_now = std::thread::spawn(move || {
+    let controls = signals::listen()
+        .map_err(|e| ExitError::Fatal(format!("cannot install signal handlers: {e}")))?;
+    let engine = Running::start(config)?;
+    engine.follow(&flags, &controls);
+    // A second signal during the graceful stop exits at once.
+    std::thread::spawn(move || {
         if controls.recv() == Ok(Control::ExitNow) {
             log::warn!("second signal: exiting now; running jobs are recovered on the next start");
             std::process::exit(1);
         }
     });
-    drop(exit_now);
-    // Keep a little of the grace for the website notice and the HTTP stop.
-    let pool_grace = cfg.shutdown_grace.mul_f32(0.8);
-    if !pool.shutdown(pool_grace) {
-        log::warn!("some jobs did not stop within {pool_grace:?}; they are recovered on the next start");
-    }
-    courier.drain(deadline);
-    let _ = stop_http.send(());
-    let left = deadline.saturating_duration_since(Instant::now());
-    join_within(http_thread, left);
-    log::info!("stopped");
+    engine.stop();
     Ok(())
 }
 
-/// Queues a notice to the website (not tied to a job).
-fn notice(store: &dyn Store, url: &str, method: &str, params: Vec<CallParam>) {
-    let call = NewCall { job: None, url: url.to_owned(), method: method.to_owned(), params, now: SystemTime::now() };
-    if let Err(e) = store.enqueue_call(&call) {
-        log::error!("{method} not queued: {e}");
+/// A started engine: every part that `stop` takes down again.
+struct Running {
+    live: Arc<LiveConfig>,
+    store: Arc<dyn Store>,
+    engine_id: String,
+    pool: Pool,
+    courier: Courier,
+    accepting: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+    http_thread: std::thread::JoinHandle<()>,
+    stop_http: std::sync::mpsc::Sender<()>,
+}
+
+impl Running {
+    /// Store, recovery, workers, HTTP, courier; then EngineStarted and ready.
+    fn start(config: Config) -> Result<Running, ExitError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            ExitError::Fatal(format!(
+                "cannot create the data dir {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let store = open_store(&config)?;
+        let files = Files::open(&config.data_dir).map_err(|e| {
+            ExitError::Fatal(format!("cannot prepare {}: {e}", config.data_dir.display()))
+        })?;
+        let engine_id = match &config.engine_id {
+            Some(id) => id.clone(),
+            None => store
+                .engine_id(&uuid::Uuid::new_v4().to_string())
+                .map_err(|e| ExitError::Store(format!("cannot read the engine ID: {e}")))?,
+        };
+        recover(&*store, config.max_attempts)?;
+
+        let live = Arc::new(LiveConfig::new(config.clone()));
+        let agent = crate::net::agent(&config);
+        let pool = Pool::start(
+            config.workers,
+            worker::Deps {
+                store: store.clone(),
+                files: files.clone(),
+                config: live.clone(),
+                agent: agent.clone(),
+                kinds: crate::kinds::for_job,
+            },
+        );
+        let queued = store
+            .started_jobs()
+            .map_err(|e| ExitError::Store(format!("cannot read the queue: {e}")))?;
+        for id in &queued {
+            pool.handle().enqueue(id.clone());
+        }
+
+        let accepting = Arc::new(AtomicBool::new(false));
+        let ready = Arc::new(AtomicBool::new(false));
+        let service = Service {
+            api: Api::new(
+                store.clone(),
+                files.clone(),
+                pool.handle(),
+                live.clone(),
+                accepting.clone(),
+            ),
+            store: store.clone(),
+            files,
+            ready: ready.clone(),
+            limits: Limits::default(),
+        };
+        let server = rouille::Server::new(config.listen, move |request| service.handle(request))
+            .map_err(|e| ExitError::Fatal(format!("cannot listen on {}: {e}", config.listen)))?
+            .pool_size(HTTP_THREADS);
+        let bound = server.server_addr();
+        let (http_thread, stop_http) = server.stoppable();
+        let courier = Courier::start(store.clone(), agent, live.clone());
+
+        let engine = Running {
+            live,
+            store,
+            engine_id,
+            pool,
+            courier,
+            accepting,
+            ready,
+            http_thread,
+            stop_http,
+        };
+        let engine_url = if config.listen.port() == 0 {
+            config
+                .engine_url
+                .replace(&config.listen.to_string(), &bound.to_string())
+        } else {
+            config.engine_url.clone()
+        };
+        engine.notice("EngineStarted", Some(engine_url));
+        engine.accepting.store(true, Ordering::SeqCst);
+        engine.ready.store(true, Ordering::SeqCst);
+        log::info!(
+            "jobengine {} listening on http://{bound} (XML-RPC at /RPC2), engine {}, store {}, data in {}, {} workers, encoder {}; {} job(s) queued",
+            env!("CARGO_PKG_VERSION"),
+            engine.engine_id,
+            engine.store.describe(),
+            config.data_dir.display(),
+            config.workers,
+            config.encoder.program(),
+            queued.len()
+        );
+        Ok(engine)
     }
+
+    /// Follows the controls from signals, sending heartbeats meanwhile,
+    /// until a shutdown is asked for.
+    fn follow(&self, flags: &Flags, controls: &crossbeam_channel::Receiver<Control>) {
+        let beat_at = |cfg: &Config| cfg.heartbeat_interval.map(|every| Instant::now() + every);
+        let mut next_beat = beat_at(&self.live.get());
+        loop {
+            let timeout = next_beat.map_or(Duration::from_secs(3600), |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            match controls.recv_timeout(timeout) {
+                Ok(Control::Shutdown | Control::ExitNow)
+                | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                Ok(Control::Reload) => {
+                    reload(flags, &self.live);
+                    sweep(&*self.store, &self.pool);
+                    // A heartbeat switched on or off takes effect now.
+                    if next_beat.is_none() || self.live.get().heartbeat_interval.is_none() {
+                        next_beat = beat_at(&self.live.get());
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    self.notice("EngineAlive", None);
+                    next_beat = beat_at(&self.live.get());
+                }
+            }
+        }
+    }
+
+    /// Graceful stop, within the grace: refuse new work, say so to the
+    /// website, put running jobs back, deliver what can be delivered.
+    fn stop(self) {
+        let cfg = self.live.get();
+        let deadline = Instant::now() + cfg.shutdown_grace;
+        log::info!(
+            "stopping: no new jobs; running ones go back to Started (grace {:?})",
+            cfg.shutdown_grace
+        );
+        self.accepting.store(false, Ordering::SeqCst);
+        self.ready.store(false, Ordering::SeqCst);
+        self.notice("EngineStopping", None);
+        // Keep a little of the grace for the website notice and the HTTP stop.
+        let pool_grace = cfg.shutdown_grace.mul_f32(0.8);
+        if !self.pool.shutdown(pool_grace) {
+            log::warn!(
+                "some jobs did not stop within {pool_grace:?}; they are recovered on the next start"
+            );
+        }
+        self.courier.drain(deadline);
+        let _ = self.stop_http.send(());
+        join_within(
+            self.http_thread,
+            deadline.saturating_duration_since(Instant::now()),
+        );
+        log::info!("stopped");
+    }
+
+    /// Queues an engine notice to `website_url`, if one is set:
+    /// `method(EngineID[, extra])`.
+    fn notice(&self, method: &str, extra: Option<String>) {
+        let Some(url) = self.live.get().website_url.clone() else {
+            return;
+        };
+        let params = std::iter::once(self.engine_id.clone())
+            .chain(extra)
+            .map(CallParam::Str)
+            .collect();
+        let call = NewCall {
+            job: None,
+            url,
+            method: method.to_owned(),
+            params,
+            now: SystemTime::now(),
+        };
+        match self.store.enqueue_call(&call) {
+            Ok(()) => self.courier.wake(),
+            Err(e) => log::error!("{method} not queued: {e}"),
+        }
+    }
+}
+
+/// Start-up recovery after any way of dying (contract §7).
+fn recover(store: &dyn Store, max_attempts: i32) -> Result<(), ExitError> {
+    let recovery = store
+        .recover_jobs(max_attempts, SystemTime::now())
+        .map_err(|e| ExitError::Store(format!("recovery failed: {e}")))?;
+    for id in &recovery.requeued {
+        log::warn!(
+            "job {id}: was InProgress when the engine died; queued again (one attempt used)"
+        );
+    }
+    for id in &recovery.failed {
+        log::error!("job {id}: was InProgress when the engine died, past max_attempts; Failed (7)");
+    }
+    Ok(())
 }
 
 /// SIGHUP: reads the configuration again and applies what can be applied.
@@ -219,14 +304,15 @@ fn sweep(store: &dyn Store, pool: &Pool) {
     }
 }
 
+/// Joins `handle` if it ends within `within`; otherwise leaves it to die
+/// with the process.
 fn join_within(handle: std::thread::JoinHandle<()>, within: Duration) {
-    let deadline = Instant::now() + within;
-    while !handle.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if handle.is_finished() {
+    let (done, ended) = crossbeam_channel::bounded::<()>(1);
+    std::thread::spawn(move || {
         let _ = handle.join();
-    }
+        let _ = done.send(());
+    });
+    let _ = ended.recv_timeout(within);
 }
 
 /// `jobengine migrate`: applies the schema and exits.
@@ -238,6 +324,10 @@ pub fn migrate(config: &Config) -> Result<(), ExitError> {
         }
     }
     let store = open_store(config)?;
-    log::info!("schema of {} is up to date (version {})", store.describe(), store::migrate::LATEST);
+    log::info!(
+        "schema of {} is up to date (version {})",
+        store.describe(),
+        store::migrate::LATEST
+    );
     Ok(())
 }

@@ -18,21 +18,23 @@ pub enum Control {
 pub fn listen() -> std::io::Result<crossbeam_channel::Receiver<Control>> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        let mut stopping = false;
-        for signal in signals.forever() {
-            let control = match signal {
-                SIGHUP => Control::Reload,
-                _ if stopping => Control::ExitNow,
-                _ => {
-                    stopping = true;
-                    Control::Shutdown
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut stopping = false;
+            for signal in signals.forever() {
+                let control = match signal {
+                    SIGHUP => Control::Reload,
+                    _ if stopping => Control::ExitNow,
+                    _ => {
+                        stopping = true;
+                        Control::Shutdown
+                    }
+                };
+                if tx.send(control).is_err() {
+                    return;
                 }
-            };
-            if tx.send(control).is_err() {
-                return;
             }
-        }
-    })?;
+        })?;
     Ok(rx)
 }

@@ -5,7 +5,9 @@
 //! statement (`... WHERE state = <expected>`), so a cancel racing a completion,
 //! or two StartJobs, end in exactly one outcome; the loser sees
 //! [`Change::WrongState`] or [`Change::NotFound`]. No SQL crosses this seam:
-//! it lives only in `postgres.rs` and `sqlite.rs`.
+//! it lives only in `postgres.rs` and `sqlite.rs`. What a verb decides
+//! (the calls it queues, whether progress is due, what recovery does, how a
+//! row becomes a [`Job`]) is written once, at the end of this file.
 //!
 //! May use: `job`.
 
@@ -13,9 +15,9 @@ pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
-use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
+use crate::job::{FileRecord, Job, JobId, JobKind, JobResult, JobState, NewJob};
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The outcome of a guarded state change.
 // `Done` is large next to the other variants, but a Change lives for one
@@ -141,7 +143,10 @@ pub enum ErrorKind {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into() }
+        Error {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -180,6 +185,11 @@ pub trait Store: Send + Sync {
     fn insert_job(&self, job: &NewJob) -> Result<Insert>;
 
     fn get_job(&self, id: &JobId) -> Result<Option<Job>>;
+
+    /// State and stored progress only: GetProgress's lighter read.
+    fn get_progress(&self, id: &JobId) -> Result<Option<(JobState, i32)>> {
+        Ok(self.get_job(id)?.map(|job| (job.state, job.progress)))
+    }
 
     /// The job's secrets (JSON), while it has not ended.
     fn get_secrets(&self, id: &JobId) -> Result<Option<String>>;
@@ -257,4 +267,309 @@ pub trait Store: Send + Sync {
 
     /// This engine's stable ID: the stored one, or `generated` stored now.
     fn engine_id(&self, generated: &str) -> Result<String>;
+}
+
+// --- the domain decisions both backends share ------------------------------
+//
+// The backends hold SQL and the glue to run it; what a verb decides (which
+// call to queue, whether progress is due, what recovery does with a job)
+// lives here once.
+
+impl NewCall {
+    /// `JobCompleted(JobID, State, ResultCode, ErrorMessage)` of a job that
+    /// ended as `end` says, to its callback; None when it has no callback.
+    fn job_completed(end: &Finish, callback: &str) -> Option<NewCall> {
+        if callback.is_empty() {
+            return None;
+        }
+        Some(NewCall {
+            job: Some(end.id.clone()),
+            url: callback.to_owned(),
+            method: "JobCompleted".to_owned(),
+            params: vec![
+                CallParam::Str(end.id.as_str().to_owned()),
+                CallParam::Str(end.state.as_str().to_owned()),
+                CallParam::Int(end.result_code),
+                CallParam::Str(end.error_message.to_owned()),
+            ],
+            now: end.now,
+        })
+    }
+
+    /// `JobProgress(JobID, Progress)` to the job's callback.
+    fn job_progress(update: &ProgressUpdate, callback: String) -> NewCall {
+        NewCall {
+            job: Some(update.id.clone()),
+            url: callback,
+            method: "JobProgress".to_owned(),
+            params: vec![
+                CallParam::Str(update.id.as_str().to_owned()),
+                CallParam::Int(update.progress),
+            ],
+            now: update.now,
+        }
+    }
+}
+
+impl ProgressUpdate<'_> {
+    /// Whether this update queues a JobProgress call, given the job's
+    /// callback and the progress last queued (`sent`) and when (`sent_at`):
+    /// only with a callback, a changed progress and `interval` passed.
+    fn due(&self, callback: &str, sent: Option<i32>, sent_at: Option<SystemTime>) -> bool {
+        let due_before = self.now.checked_sub(self.interval).unwrap_or(UNIX_EPOCH);
+        !callback.is_empty()
+            && sent != Some(self.progress)
+            && !sent_at.is_some_and(|at| at > due_before)
+    }
+}
+
+impl<'a> Finish<'a> {
+    /// How CancelJob ends a job: Failed, ResultCode 1 (Cancelled).
+    fn cancelled(id: &'a JobId, now: SystemTime) -> Finish<'a> {
+        Finish::failed(id, JobResult::Cancelled, "cancelled by CancelJob", now)
+    }
+
+    /// How start-up recovery ends a job out of attempts: Failed, ResultCode 7
+    /// (Interrupted), with the message of [`Recover::Fail`].
+    fn interrupted(id: &'a JobId, message: &'a str, now: SystemTime) -> Finish<'a> {
+        Finish::failed(id, JobResult::Interrupted, message, now)
+    }
+
+    /// A job the engine ends Failed, with no result and no outputs.
+    fn failed(id: &'a JobId, code: JobResult, message: &'a str, now: SystemTime) -> Finish<'a> {
+        Finish {
+            id,
+            state: JobState::Failed,
+            result_code: code.code(),
+            error_message: message,
+            result: "",
+            outputs: &[],
+            now,
+        }
+    }
+
+    /// Refuses an end state that is not final.
+    fn check(&self) -> Result<()> {
+        if self.state.is_final() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Internal,
+            format!("a job ends Success or Failed, not {}", self.state),
+        ))
+    }
+}
+
+/// What start-up recovery does with one job it found InProgress.
+#[derive(Clone, Debug, PartialEq)]
+enum Recover {
+    /// Back to Started, with this many attempts used.
+    Requeue { attempts: i32 },
+    /// Failed (see [`Finish::interrupted`]) with this message, its attempts
+    /// used up.
+    Fail { attempts: i32, message: String },
+}
+
+impl Recover {
+    /// `attempts`: the job's attempts before this interruption.
+    fn decide(attempts: i32, max_attempts: i32) -> Recover {
+        let attempts = attempts.saturating_add(1);
+        if attempts < max_attempts {
+            return Recover::Requeue { attempts };
+        }
+        Recover::Fail {
+            attempts,
+            message: format!(
+                "interrupted: the engine stopped {attempts} times while running this job"
+            ),
+        }
+    }
+}
+
+/// A result row of either backend, read by column name: all a backend says
+/// about its row type, so that [`Job`], [`Call`] and [`FileRecord`] are
+/// built from rows in one place.
+trait Columns {
+    fn text(&self, column: &str) -> Result<String>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>>;
+    fn int(&self, column: &str) -> Result<i32>;
+    fn big(&self, column: &str) -> Result<i64>;
+    fn opt_big(&self, column: &str) -> Result<Option<i64>>;
+    fn time(&self, column: &str) -> Result<SystemTime>;
+}
+
+/// A job from its `jobs` row. Its inputs and outputs are left empty: each
+/// backend reads them from `job_files` its own way.
+fn job_from_row(row: &impl Columns) -> Result<Job> {
+    let id = row.text("id")?;
+    Ok(Job {
+        id: parse_id(&id)?,
+        kind: parse_kind(&id, &row.text("job_type")?)?,
+        state: parse_state(&row.text("state")?)?,
+        details: row.text("details")?,
+        callback: row.text("callback")?,
+        progress: row.int("progress")?,
+        result_code: row.int("result_code")?,
+        error_message: row.text("error_message")?,
+        result: row.text("result")?,
+        outputs: Vec::new(),
+        inputs: Vec::new(),
+        attempts: row.int("attempts")?,
+        checkpoint: row.text("checkpoint")?,
+        created_at: row.time("created_at")?,
+        last_state_change: row.time("last_state_change")?,
+        start_seq: row.opt_big("start_seq")?.unwrap_or(0),
+    })
+}
+
+/// A call from its `outbox` row.
+fn call_from_row(row: &impl Columns) -> Result<Call> {
+    let id = row.big("id")?;
+    Ok(Call {
+        id,
+        job: row
+            .opt_text("job_id")?
+            .as_deref()
+            .map(parse_id)
+            .transpose()?,
+        url: row.text("url")?,
+        method: row.text("method")?,
+        params: params_from_json(id, &row.text("params")?)?,
+        attempts: row.int("attempts")?,
+        created_at: row.time("created_at")?,
+        next_attempt_at: row.time("next_attempt_at")?,
+    })
+}
+
+/// A file from its `files` row.
+fn file_from_row(row: &impl Columns) -> Result<FileRecord> {
+    Ok(FileRecord {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        size: row.big("size")?,
+        sha256: row.text("sha256")?,
+        owner_job: row
+            .opt_text("owner_job")?
+            .as_deref()
+            .map(parse_id)
+            .transpose()?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+/// A change just made to job `id`, given the job as re-read in the same
+/// transaction (it cannot be missing there).
+fn job_changed(id: &JobId, job: Option<Job>) -> Result<Change> {
+    match job {
+        Some(job) => Ok(Change::Done(job)),
+        None => Err(corrupt(format!(
+            "job '{id}' vanished inside its own transaction"
+        ))),
+    }
+}
+
+/// A stored value this binary cannot read.
+fn corrupt(what: String) -> Error {
+    Error::new(ErrorKind::Internal, format!("corrupt row: {what}"))
+}
+
+fn parse_id(raw: &str) -> Result<JobId> {
+    JobId::parse(raw).map_err(corrupt)
+}
+
+fn parse_state(raw: &str) -> Result<JobState> {
+    JobState::parse(raw).ok_or_else(|| corrupt(format!("unknown job state '{raw}'")))
+}
+
+/// The `job_type` of the job `id`.
+fn parse_kind(id: &str, raw: &str) -> Result<JobKind> {
+    JobKind::parse(raw).ok_or_else(|| corrupt(format!("job '{id}' has unknown job_type '{raw}'")))
+}
+
+/// Call parameters as stored in the outbox: a JSON array.
+fn params_to_json(params: &[CallParam]) -> Result<String> {
+    serde_json::to_string(params).map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("call parameters do not serialise: {e}"),
+        )
+    })
+}
+
+/// The stored parameters of outbox call `id`.
+fn params_from_json(id: i64, raw: &str) -> Result<Vec<CallParam>> {
+    serde_json::from_str(raw)
+        .map_err(|e| corrupt(format!("outbox call {id} has unreadable params: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(id: &JobId, progress: i32, now: u64) -> ProgressUpdate<'_> {
+        ProgressUpdate {
+            id,
+            progress,
+            now: UNIX_EPOCH + Duration::from_secs(now),
+            interval: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn progress_is_due_only_with_a_callback_a_change_and_the_interval_passed() {
+        let id = JobId::parse("j").unwrap();
+        let at = |s: u64| Some(UNIX_EPOCH + Duration::from_secs(s));
+        let u = update(&id, 40, 100);
+        assert!(u.due("http://w/", None, None), "the first report");
+        assert!(!u.due("", None, None), "no callback");
+        assert!(!u.due("http://w/", Some(40), at(0)), "same progress");
+        assert!(u.due("http://w/", Some(30), at(95)), "interval just passed");
+        assert!(!u.due("http://w/", Some(30), at(96)), "interval not passed");
+        // Near the epoch the interval reaches back before it, and still compares.
+        assert!(!update(&id, 40, 1).due("http://w/", Some(30), at(0)));
+    }
+
+    #[test]
+    fn recovery_requeues_below_the_limit_and_fails_at_it() {
+        assert_eq!(Recover::decide(0, 3), Recover::Requeue { attempts: 1 });
+        assert_eq!(
+            Recover::decide(2, 3),
+            Recover::Fail {
+                attempts: 3,
+                message: "interrupted: the engine stopped 3 times while running this job".into(),
+            }
+        );
+        assert_eq!(
+            Recover::decide(i32::MAX, i32::MAX),
+            Recover::Fail {
+                attempts: i32::MAX,
+                message: format!(
+                    "interrupted: the engine stopped {} times while running this job",
+                    i32::MAX
+                ),
+            }
+        );
+    }
+
+    #[test]
+    fn job_completed_goes_only_to_a_callback() {
+        let id = JobId::parse("j").unwrap();
+        let end = Finish::interrupted(&id, "x", UNIX_EPOCH);
+        assert_eq!(NewCall::job_completed(&end, ""), None);
+        let call = NewCall::job_completed(&end, "http://w/");
+        assert_eq!(
+            call.map(|c| c.params),
+            Some(vec![
+                CallParam::Str("j".into()),
+                CallParam::Str("Failed".into()),
+                CallParam::Int(7),
+                CallParam::Str("x".into()),
+            ])
+        );
+        let end = Finish::cancelled(&id, UNIX_EPOCH);
+        assert_eq!(
+            (end.state, end.result_code, end.error_message),
+            (JobState::Failed, 1, "cancelled by CancelJob")
+        );
+    }
 }

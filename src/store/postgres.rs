@@ -13,14 +13,16 @@
 
 use super::migrate::{self, Dialect, Migration, Target};
 use super::{
-    Call, CallParam, Change, Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall,
-    ProgressUpdate, Recovery, Result, Store,
+    call_from_row, file_from_row, job_changed, job_from_row, params_to_json, parse_id, parse_state,
+    Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall,
+    ProgressUpdate, Recover, Recovery, Result, Store,
 };
-use crate::job::{FileRecord, Job, JobId, JobKind, JobState, NewJob};
+use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
 use postgres::config::Host;
+use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, NoTls, Row, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// How long a verb waits for a connection (and a connection attempt for the
 /// server) before answering Unavailable.
@@ -119,6 +121,58 @@ impl PgStore {
     fn context(&self, verb: &str, e: Error) -> Error {
         Error::new(e.kind(), format!("{}: {verb}: {e}", self.name))
     }
+
+    /// A change of state alone: `sql` moves job `$1` out of `from` at time
+    /// `$2` and returns its id.
+    fn transition(
+        &self,
+        verb: &str,
+        id: &JobId,
+        from: JobState,
+        sql: &str,
+        now: SystemTime,
+    ) -> Result<Change> {
+        self.tx(verb, |tx| {
+            let done = guarded(tx, id, &[from], |tx| {
+                Ok(tx.query_opt(sql, &[&id.as_str(), &now])?)
+            })?;
+            match done {
+                Ok(_) => changed(tx, id),
+                Err(refused) => Ok(refused),
+            }
+        })
+    }
+
+    /// Ends a job as `end` says: `sql` (with `params`) is the guarded UPDATE
+    /// that moves it out of one of `accepts` and returns its callback. Its
+    /// outputs become `end.outputs`, and the end's side effects follow.
+    fn end_job(
+        &self,
+        verb: &str,
+        end: &Finish,
+        accepts: &[JobState],
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Change> {
+        let id = end.id;
+        self.tx(verb, |tx| {
+            let done = guarded(tx, id, accepts, |tx| {
+                let row = tx.query_opt(sql, params)?;
+                Ok(row.map(|r| r.try_get::<_, String>(0)).transpose()?)
+            })?;
+            let callback = match done {
+                Ok(callback) => callback,
+                Err(refused) => return Ok(refused),
+            };
+            tx.execute(
+                "DELETE FROM job_files WHERE job_id = $1 AND role = 'output'",
+                &[&id.as_str()],
+            )?;
+            insert_job_files(tx, id, "output", end.outputs)?;
+            ended(tx, end, &callback)?;
+            changed(tx, id)
+        })
+    }
 }
 
 /// "PostgreSQL at 127.0.0.1:5432/test": hosts, ports and database only.
@@ -184,58 +238,49 @@ fn describe_error(e: &postgres::Error) -> String {
     }
 }
 
-fn corrupt(what: String) -> Error {
-    Error::new(ErrorKind::Internal, format!("corrupt row: {what}"))
+impl Columns for Row {
+    fn text(&self, column: &str) -> Result<String> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        Ok(self.try_get(column)?)
+    }
+    fn int(&self, column: &str) -> Result<i32> {
+        Ok(self.try_get(column)?)
+    }
+    fn big(&self, column: &str) -> Result<i64> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_big(&self, column: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(column)?)
+    }
+    fn time(&self, column: &str) -> Result<SystemTime> {
+        Ok(self.try_get(column)?)
+    }
 }
 
-fn parse_state(raw: &str) -> Result<JobState> {
-    JobState::parse(raw).ok_or_else(|| corrupt(format!("unknown job state '{raw}'")))
-}
-
-fn job_from_row(row: &Row) -> Result<Job> {
-    let id: String = row.try_get("id")?;
-    let kind: String = row.try_get("job_type")?;
-    let state: String = row.try_get("state")?;
-    let inputs: Option<Vec<String>> = row.try_get("inputs")?;
-    let outputs: Option<Vec<String>> = row.try_get("outputs")?;
-    let start_seq: Option<i64> = row.try_get("start_seq")?;
-    Ok(Job {
-        id: JobId::parse(&id).map_err(corrupt)?,
-        kind: JobKind::parse(&kind)
-            .ok_or_else(|| corrupt(format!("job '{id}' has unknown job_type '{kind}'")))?,
-        state: parse_state(&state)?,
-        details: row.try_get("details")?,
-        callback: row.try_get("callback")?,
-        progress: row.try_get("progress")?,
-        result_code: row.try_get("result_code")?,
-        error_message: row.try_get("error_message")?,
-        result: row.try_get("result")?,
-        outputs: outputs.unwrap_or_default(),
-        inputs: inputs.unwrap_or_default(),
-        attempts: row.try_get("attempts")?,
-        checkpoint: row.try_get("checkpoint")?,
-        created_at: row.try_get("created_at")?,
-        last_state_change: row.try_get("last_state_change")?,
-        start_seq: start_seq.unwrap_or(0),
-    })
+/// A job from a row of [`JOB_COLUMNS`], its inputs and outputs included.
+fn job_with_files(row: &Row) -> Result<Job> {
+    let mut job = job_from_row(row)?;
+    let files = |column| row.try_get::<_, Option<Vec<String>>>(column);
+    job.inputs = files("inputs")?.unwrap_or_default();
+    job.outputs = files("outputs")?.unwrap_or_default();
+    Ok(job)
 }
 
 fn load_job(c: &mut impl GenericClient, id: &str) -> Result<Option<Job>> {
+    // Typed parameters: parse, bind and execute go in one round trip,
+    // without a separate prepare first (the hot path of GetJob).
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-    c.query_opt(sql.as_str(), &[&id])?
+    c.query_typed_opt(sql.as_str(), &[(&id, Type::TEXT)])?
         .as_ref()
-        .map(job_from_row)
+        .map(job_with_files)
         .transpose()
 }
 
 /// The job as it is after a change made in this transaction.
 fn changed(tx: &mut Transaction<'_>, id: &JobId) -> Result<Change> {
-    match load_job(tx, id.as_str())? {
-        Some(job) => Ok(Change::Done(job)),
-        None => Err(corrupt(format!(
-            "job '{id}' vanished inside its own transaction"
-        ))),
-    }
+    job_changed(id, load_job(tx, id.as_str())?)
 }
 
 /// Runs a guarded UPDATE (`update` returns the row it changed, if any);
@@ -270,15 +315,6 @@ fn state_names(states: &[JobState]) -> Vec<&'static str> {
     states.iter().map(|s| s.as_str()).collect()
 }
 
-fn params_json(params: &[CallParam]) -> Result<String> {
-    serde_json::to_string(params).map_err(|e| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("call parameters do not serialise: {e}"),
-        )
-    })
-}
-
 fn queue_call(tx: &mut Transaction<'_>, call: &NewCall) -> Result<()> {
     let job = call.job.as_ref().map(JobId::as_str);
     tx.execute(
@@ -288,7 +324,7 @@ fn queue_call(tx: &mut Transaction<'_>, call: &NewCall) -> Result<()> {
             &job,
             &call.url,
             &call.method,
-            &params_json(&call.params)?,
+            &params_to_json(&call.params)?,
             &call.now,
         ],
     )?;
@@ -304,67 +340,14 @@ fn supersede_progress(tx: &mut Transaction<'_>, id: &JobId) -> Result<()> {
     Ok(())
 }
 
-/// The side effects of a job ending: pending progress calls dropped and,
-/// with a callback, JobCompleted queued.
-fn ended(
-    tx: &mut Transaction<'_>,
-    id: &JobId,
-    callback: &str,
-    state: JobState,
-    code: i32,
-    message: &str,
-    now: SystemTime,
-) -> Result<()> {
-    supersede_progress(tx, id)?;
-    if callback.is_empty() {
-        return Ok(());
+/// The side effects of a job ending as `end` says: pending progress calls
+/// dropped and, with a callback, JobCompleted queued.
+fn ended(tx: &mut Transaction<'_>, end: &Finish, callback: &str) -> Result<()> {
+    supersede_progress(tx, end.id)?;
+    match NewCall::job_completed(end, callback) {
+        Some(call) => queue_call(tx, &call),
+        None => Ok(()),
     }
-    queue_call(
-        tx,
-        &NewCall {
-            job: Some(id.clone()),
-            url: callback.to_owned(),
-            method: "JobCompleted".to_owned(),
-            params: vec![
-                CallParam::Str(id.as_str().to_owned()),
-                CallParam::Str(state.as_str().to_owned()),
-                CallParam::Int(code),
-                CallParam::Str(message.to_owned()),
-            ],
-            now,
-        },
-    )
-}
-
-fn call_from_row(row: &Row) -> Result<Call> {
-    let id: i64 = row.try_get("id")?;
-    let job: Option<String> = row.try_get("job_id")?;
-    let params: String = row.try_get("params")?;
-    Ok(Call {
-        id,
-        job: job.map(|j| JobId::parse(&j).map_err(corrupt)).transpose()?,
-        url: row.try_get("url")?,
-        method: row.try_get("method")?,
-        params: serde_json::from_str(&params)
-            .map_err(|e| corrupt(format!("outbox call {id} has unreadable params: {e}")))?,
-        attempts: row.try_get("attempts")?,
-        created_at: row.try_get("created_at")?,
-        next_attempt_at: row.try_get("next_attempt_at")?,
-    })
-}
-
-fn file_from_row(row: &Row) -> Result<FileRecord> {
-    let owner: Option<String> = row.try_get("owner_job")?;
-    Ok(FileRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        size: row.try_get("size")?,
-        sha256: row.try_get("sha256")?,
-        owner_job: owner
-            .map(|j| JobId::parse(&j).map_err(corrupt))
-            .transpose()?,
-        created_at: row.try_get("created_at")?,
-    })
 }
 
 /// Writes a job's file list of one role, keeping its order.
@@ -428,36 +411,57 @@ impl Store for PgStore {
     }
 
     fn insert_job(&self, job: &NewJob) -> Result<Insert> {
-        self.tx("insert_job", |tx| {
-            let inserted = tx.execute(
-                "INSERT INTO jobs (id, job_type, state, details, secrets, callback, progress, \
-                                   created_at, last_state_change) \
-                 VALUES ($1, $2, 'Created', $3, $4, $5, 0, $6, $6) \
-                 ON CONFLICT (id) DO NOTHING",
+        // One statement, one round trip: the job, a share lock on its input
+        // files (a delete_file in flight either finishes first or then sees
+        // this job) and its input list. Nothing happens when the ID exists.
+        const INSERT: &str = "\
+            WITH job AS ( \
+                INSERT INTO jobs (id, job_type, state, details, secrets, callback, progress, \
+                                  created_at, last_state_change) \
+                VALUES ($1, $2, 'Created', $3, $4, $5, 0, $6, $6) \
+                ON CONFLICT (id) DO NOTHING RETURNING id), \
+            locked AS ( \
+                SELECT 1 FROM files WHERE id = ANY($7) AND EXISTS (SELECT 1 FROM job) FOR SHARE), \
+            inputs AS ( \
+                INSERT INTO job_files (job_id, role, position, file_id) \
+                SELECT job.id, 'input', (t.ord - 1)::integer, t.file_id \
+                FROM job, unnest($7::text[]) WITH ORDINALITY AS t(file_id, ord)) \
+            SELECT (SELECT count(*) FROM job), (SELECT count(*) FROM locked)";
+        self.read("insert_job", |c| {
+            let row = c.query_typed_one(
+                INSERT,
                 &[
-                    &job.id.as_str(),
-                    &job.kind.as_str(),
-                    &job.details,
-                    &job.secrets,
-                    &job.callback,
-                    &job.now,
+                    (&job.id.as_str(), Type::TEXT),
+                    (&job.kind.as_str(), Type::TEXT),
+                    (&job.details, Type::TEXT),
+                    (&job.secrets, Type::TEXT),
+                    (&job.callback, Type::TEXT),
+                    (&job.now, Type::TIMESTAMPTZ),
+                    (&job.inputs, Type::TEXT_ARRAY),
                 ],
             )?;
-            if inserted == 0 {
-                return Ok(Insert::AlreadyExists);
-            }
-            // Waits for a delete_file of an input in flight, which then sees this job.
-            tx.execute(
-                "SELECT 1 FROM files WHERE id = ANY($1) FOR SHARE",
-                &[&job.inputs],
-            )?;
-            insert_job_files(tx, &job.id, "input", &job.inputs)?;
-            Ok(Insert::Inserted)
+            let inserted: i64 = row.try_get(0)?;
+            Ok(if inserted == 0 {
+                Insert::AlreadyExists
+            } else {
+                Insert::Inserted
+            })
         })
     }
 
     fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
         self.read("get_job", |c| load_job(c, id.as_str()))
+    }
+
+    fn get_progress(&self, id: &JobId) -> Result<Option<(JobState, i32)>> {
+        self.read("get_progress", |c| {
+            let row = c.query_typed_opt(
+                "SELECT state, progress FROM jobs WHERE id = $1",
+                &[(&id.as_str(), Type::TEXT)],
+            )?;
+            row.map(|r| Ok((parse_state(r.try_get(0)?)?, r.try_get(1)?)))
+                .transpose()
+        })
     }
 
     fn get_secrets(&self, id: &JobId) -> Result<Option<String>> {
@@ -471,69 +475,41 @@ impl Store for PgStore {
     }
 
     fn start_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        self.tx("start_job", |tx| {
-            let done = guarded(tx, id, &[JobState::Created], |tx| {
-                Ok(tx.query_opt(
-                    "UPDATE jobs SET state = 'Started', start_seq = nextval('job_start_seq'), \
-                                     last_state_change = $2 \
-                     WHERE id = $1 AND state = 'Created' RETURNING id",
-                    &[&id.as_str(), &now],
-                )?)
-            })?;
-            match done {
-                Ok(_) => changed(tx, id),
-                Err(refused) => Ok(refused),
-            }
-        })
+        self.transition(
+            "start_job",
+            id,
+            JobState::Created,
+            "UPDATE jobs SET state = 'Started', start_seq = nextval('job_start_seq'), \
+                             last_state_change = $2 \
+             WHERE id = $1 AND state = 'Created' RETURNING id",
+            now,
+        )
     }
 
     fn claim_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        self.tx("claim_job", |tx| {
-            let done = guarded(tx, id, &[JobState::Started], |tx| {
-                Ok(tx.query_opt(
-                    "UPDATE jobs SET state = 'InProgress', progress = 0, last_state_change = $2 \
-                     WHERE id = $1 AND state = 'Started' RETURNING id",
-                    &[&id.as_str(), &now],
-                )?)
-            })?;
-            match done {
-                Ok(_) => changed(tx, id),
-                Err(refused) => Ok(refused),
-            }
-        })
+        self.transition(
+            "claim_job",
+            id,
+            JobState::Started,
+            "UPDATE jobs SET state = 'InProgress', progress = 0, last_state_change = $2 \
+             WHERE id = $1 AND state = 'Started' RETURNING id",
+            now,
+        )
     }
 
     fn record_progress(&self, update: &ProgressUpdate) -> Result<bool> {
         let id = update.id;
-        let due_before = update
-            .now
-            .checked_sub(update.interval)
-            .unwrap_or(UNIX_EPOCH);
         self.tx("record_progress", |tx| {
             let row = tx.query_opt(
                 "UPDATE jobs SET progress = $2 WHERE id = $1 AND state = 'InProgress' \
-                 RETURNING callback, \
-                   (callback <> '' AND progress_sent IS DISTINCT FROM $2 \
-                    AND (progress_sent_at IS NULL OR progress_sent_at <= $3)) AS due",
-                &[&id.as_str(), &update.progress, &due_before],
+                 RETURNING callback, progress_sent, progress_sent_at",
+                &[&id.as_str(), &update.progress],
             )?;
             let Some(row) = row else { return Ok(false) };
             let callback: String = row.try_get("callback")?;
-            if row.try_get::<_, bool>("due")? {
+            if update.due(&callback, row.try_get(1)?, row.try_get(2)?) {
                 supersede_progress(tx, id)?;
-                queue_call(
-                    tx,
-                    &NewCall {
-                        job: Some(id.clone()),
-                        url: callback,
-                        method: "JobProgress".to_owned(),
-                        params: vec![
-                            CallParam::Str(id.as_str().to_owned()),
-                            CallParam::Int(update.progress),
-                        ],
-                        now: update.now,
-                    },
-                )?;
+                queue_call(tx, &NewCall::job_progress(update, callback))?;
                 tx.execute(
                     "UPDATE jobs SET progress_sent = $2, progress_sent_at = $3 WHERE id = $1",
                     &[&id.as_str(), &update.progress, &update.now],
@@ -554,98 +530,54 @@ impl Store for PgStore {
     }
 
     fn finish_job(&self, finish: &Finish) -> Result<Change> {
-        if !finish.state.is_final() {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "{}: finish_job: a job ends Success or Failed, not {}",
-                    self.name, finish.state
-                ),
-            ));
-        }
-        let id = finish.id;
-        self.tx("finish_job", |tx| {
-            let done = guarded(tx, id, &[JobState::InProgress], |tx| {
-                let row = tx.query_opt(
-                    "UPDATE jobs SET state = $2, result_code = $3, error_message = $4, \
-                                     result = $5, secrets = NULL, last_state_change = $6 \
-                     WHERE id = $1 AND state = 'InProgress' RETURNING callback",
-                    &[
-                        &id.as_str(),
-                        &finish.state.as_str(),
-                        &finish.result_code,
-                        &finish.error_message,
-                        &finish.result,
-                        &finish.now,
-                    ],
-                )?;
-                Ok(row.map(|r| r.try_get::<_, String>(0)).transpose()?)
-            })?;
-            let callback = match done {
-                Ok(callback) => callback,
-                Err(refused) => return Ok(refused),
-            };
-            tx.execute(
-                "DELETE FROM job_files WHERE job_id = $1 AND role = 'output'",
-                &[&id.as_str()],
-            )?;
-            insert_job_files(tx, id, "output", finish.outputs)?;
-            ended(
-                tx,
-                id,
-                &callback,
-                finish.state,
-                finish.result_code,
-                finish.error_message,
-                finish.now,
-            )?;
-            changed(tx, id)
-        })
+        finish.check().map_err(|e| self.context("finish_job", e))?;
+        self.end_job(
+            "finish_job",
+            finish,
+            &[JobState::InProgress],
+            "UPDATE jobs SET state = $2, result_code = $3, error_message = $4, \
+                             result = $5, secrets = NULL, last_state_change = $6 \
+             WHERE id = $1 AND state = 'InProgress' RETURNING callback",
+            &[
+                &finish.id.as_str(),
+                &finish.state.as_str(),
+                &finish.result_code,
+                &finish.error_message,
+                &finish.result,
+                &finish.now,
+            ],
+        )
     }
 
     fn cancel_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        const MESSAGE: &str = "cancelled by CancelJob";
+        let end = Finish::cancelled(id, now);
         let accepts = [JobState::Started, JobState::InProgress];
-        self.tx("cancel_job", |tx| {
-            let done = guarded(tx, id, &accepts, |tx| {
-                let row = tx.query_opt(
-                    "UPDATE jobs SET state = 'Failed', result_code = $2, error_message = $3, \
-                                     secrets = NULL, last_state_change = $4 \
-                     WHERE id = $1 AND state = ANY($5) RETURNING callback",
-                    &[
-                        &id.as_str(),
-                        &crate::job::JobResult::Cancelled.code(),
-                        &MESSAGE,
-                        &now,
-                        &state_names(&accepts),
-                    ],
-                )?;
-                Ok(row.map(|r| r.try_get::<_, String>(0)).transpose()?)
-            })?;
-            let callback = match done {
-                Ok(callback) => callback,
-                Err(refused) => return Ok(refused),
-            };
-            let code = crate::job::JobResult::Cancelled.code();
-            ended(tx, id, &callback, JobState::Failed, code, MESSAGE, now)?;
-            changed(tx, id)
-        })
+        self.end_job(
+            "cancel_job",
+            &end,
+            &accepts,
+            "UPDATE jobs SET state = 'Failed', result_code = $2, error_message = $3, \
+                             secrets = NULL, last_state_change = $4 \
+             WHERE id = $1 AND state = ANY($5) RETURNING callback",
+            &[
+                &id.as_str(),
+                &end.result_code,
+                &end.error_message,
+                &now,
+                &state_names(&accepts),
+            ],
+        )
     }
 
     fn requeue_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        self.tx("requeue_job", |tx| {
-            let done = guarded(tx, id, &[JobState::InProgress], |tx| {
-                Ok(tx.query_opt(
-                    "UPDATE jobs SET state = 'Started', progress = 0, last_state_change = $2 \
-                     WHERE id = $1 AND state = 'InProgress' RETURNING id",
-                    &[&id.as_str(), &now],
-                )?)
-            })?;
-            match done {
-                Ok(_) => changed(tx, id),
-                Err(refused) => Ok(refused),
-            }
-        })
+        self.transition(
+            "requeue_job",
+            id,
+            JobState::InProgress,
+            "UPDATE jobs SET state = 'Started', progress = 0, last_state_change = $2 \
+             WHERE id = $1 AND state = 'InProgress' RETURNING id",
+            now,
+        )
     }
 
     fn delete_job(&self, id: &JobId) -> Result<Option<Deleted>> {
@@ -680,31 +612,30 @@ impl Store for PgStore {
             let mut recovery = Recovery::default();
             for row in rows {
                 let raw: String = row.try_get(0)?;
-                let id = JobId::parse(&raw).map_err(corrupt)?;
-                let attempts = row.try_get::<_, i32>(1)?.saturating_add(1);
+                let id = parse_id(&raw)?;
                 let callback: String = row.try_get(2)?;
-                if attempts >= max_attempts {
-                    let code = crate::job::JobResult::Interrupted.code();
-                    let message = format!(
-                        "interrupted: the engine stopped {attempts} times while running this job"
-                    );
-                    tx.execute(
-                        "UPDATE jobs SET state = 'Failed', attempts = $2, result_code = $3, \
-                                         error_message = $4, secrets = NULL, \
-                                         last_state_change = $5 \
-                         WHERE id = $1 AND state = 'InProgress'",
-                        &[&raw, &attempts, &code, &message, &now],
-                    )?;
-                    ended(tx, &id, &callback, JobState::Failed, code, &message, now)?;
-                    recovery.failed.push(id);
-                } else {
-                    tx.execute(
-                        "UPDATE jobs SET state = 'Started', attempts = $2, progress = 0, \
-                                         last_state_change = $3 \
-                         WHERE id = $1 AND state = 'InProgress'",
-                        &[&raw, &attempts, &now],
-                    )?;
-                    recovery.requeued.push(id);
+                match Recover::decide(row.try_get(1)?, max_attempts) {
+                    Recover::Fail { attempts, message } => {
+                        let end = Finish::interrupted(&id, &message, now);
+                        tx.execute(
+                            "UPDATE jobs SET state = 'Failed', attempts = $2, result_code = $3, \
+                                             error_message = $4, secrets = NULL, \
+                                             last_state_change = $5 \
+                             WHERE id = $1 AND state = 'InProgress'",
+                            &[&raw, &attempts, &end.result_code, &message, &now],
+                        )?;
+                        ended(tx, &end, &callback)?;
+                        recovery.failed.push(id);
+                    }
+                    Recover::Requeue { attempts } => {
+                        tx.execute(
+                            "UPDATE jobs SET state = 'Started', attempts = $2, progress = 0, \
+                                             last_state_change = $3 \
+                             WHERE id = $1 AND state = 'InProgress'",
+                            &[&raw, &attempts, &now],
+                        )?;
+                        recovery.requeued.push(id);
+                    }
                 }
             }
             Ok(recovery)
@@ -717,9 +648,7 @@ impl Store for PgStore {
                 "SELECT id FROM jobs WHERE state = 'Started' ORDER BY start_seq, id",
                 &[],
             )?;
-            rows.iter()
-                .map(|r| JobId::parse(r.try_get(0)?).map_err(corrupt))
-                .collect()
+            rows.iter().map(|r| parse_id(r.try_get(0)?)).collect()
         })
     }
 
@@ -769,7 +698,7 @@ impl Store for PgStore {
             )?;
             if let Some(row) = user {
                 let job: String = row.try_get(0)?;
-                return Ok(FileDelete::InUse(JobId::parse(&job).map_err(corrupt)?));
+                return Ok(FileDelete::InUse(parse_id(&job)?));
             }
             tx.execute("DELETE FROM files WHERE id = $1", &[&id])?;
             Ok(FileDelete::Deleted)

@@ -16,11 +16,12 @@
 
 use super::migrate::{self, Dialect, Migration, Target};
 use super::{
-    Call, CallParam, Change, Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall,
-    ProgressUpdate, Recovery, Result, Store,
+    call_from_row, corrupt, file_from_row, job_changed, job_from_row, params_to_json, parse_id,
+    parse_state, Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete, Finish, Insert,
+    NewCall, ProgressUpdate, Recover, Recovery, Result, Store,
 };
-use crate::job::{FileRecord, Job, JobId, JobKind, JobResult, JobState, NewJob};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use crate::job::{FileRecord, Job, JobId, NewJob};
+use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
@@ -89,21 +90,26 @@ impl SqliteStore {
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer; commits
     /// when it returns Ok.
     fn write<T>(&self, verb: &str, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let mut conn = lock(&self.writer);
-        let run = || -> Result<T> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        };
-        run().map_err(|e| self.context(verb, e))
+        let conn = lock(&self.writer);
+        self.run(verb, conn, TransactionBehavior::Immediate, f)
     }
 
     /// Runs `f` in one read transaction (a consistent snapshot) on a reader.
     fn read<T>(&self, verb: &str, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let mut conn = self.reader();
+        let conn = self.reader();
+        self.run(verb, conn, TransactionBehavior::Deferred, f)
+    }
+
+    /// Runs `f` in one transaction on `conn`; commits when it returns Ok.
+    fn run<T>(
+        &self,
+        verb: &str,
+        mut conn: MutexGuard<'_, Connection>,
+        behavior: TransactionBehavior,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
         let run = || -> Result<T> {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(behavior)?;
             let out = f(&tx)?;
             tx.commit()?;
             Ok(out)
@@ -126,6 +132,47 @@ impl SqliteStore {
 
     fn context(&self, verb: &str, e: Error) -> Error {
         Error::new(e.kind(), format!("{}: {verb}: {e}", self.name))
+    }
+
+    /// A change of state alone: `sql` moves job `?1` out of the state it
+    /// accepts, at time `?2`.
+    fn transition(&self, verb: &str, id: &JobId, sql: &str, now: SystemTime) -> Result<Change> {
+        let now = ts(now)?;
+        self.write(verb, |c| {
+            let n = c.prepare_cached(sql)?.execute(params![id.as_str(), now])?;
+            if n == 0 {
+                refusal(c, id)
+            } else {
+                changed(c, id)
+            }
+        })
+    }
+
+    /// Ends a job as `end` says: `sql` (with `params`) is the guarded UPDATE
+    /// that moves it out of the states it accepts and returns its callback.
+    /// Its outputs become `end.outputs`, and the end's side effects follow.
+    fn end_job(
+        &self,
+        verb: &str,
+        end: &Finish,
+        sql: &str,
+        params: &[&dyn ToSql],
+    ) -> Result<Change> {
+        let id = end.id;
+        self.write(verb, |c| {
+            let callback: Option<String> = c
+                .prepare_cached(sql)?
+                .query_row(params, |r| r.get(0))
+                .optional()?;
+            let Some(callback) = callback else {
+                return refusal(c, id);
+            };
+            c.prepare_cached("DELETE FROM job_files WHERE job_id = ?1 AND role = 'output'")?
+                .execute([id.as_str()])?;
+            insert_job_files(c, id, "output", end.outputs)?;
+            ended(c, end, &callback)?;
+            changed(c, id)
+        })
     }
 }
 
@@ -170,10 +217,6 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
-fn corrupt(what: String) -> Error {
-    Error::new(ErrorKind::Internal, format!("corrupt row: {what}"))
-}
-
 /// `t` as stored: UTC, six fractional digits, floored to the microsecond.
 fn ts(t: SystemTime) -> Result<String> {
     let nanos: i128 = match t.duration_since(UNIX_EPOCH) {
@@ -202,38 +245,25 @@ fn parse_opt_ts(raw: Option<String>) -> Result<Option<SystemTime>> {
     raw.as_deref().map(parse_ts).transpose()
 }
 
-fn parse_state(raw: &str) -> Result<JobState> {
-    JobState::parse(raw).ok_or_else(|| corrupt(format!("unknown job state '{raw}'")))
-}
-
-fn parse_id(raw: &str) -> Result<JobId> {
-    JobId::parse(raw).map_err(corrupt)
-}
-
-fn job_from_row(row: &rusqlite::Row<'_>) -> Result<Job> {
-    let id: String = row.get("id")?;
-    let kind: String = row.get("job_type")?;
-    let state: String = row.get("state")?;
-    let start_seq: Option<i64> = row.get("start_seq")?;
-    Ok(Job {
-        id: parse_id(&id)?,
-        kind: JobKind::parse(&kind)
-            .ok_or_else(|| corrupt(format!("job '{id}' has unknown job_type '{kind}'")))?,
-        state: parse_state(&state)?,
-        details: row.get("details")?,
-        callback: row.get("callback")?,
-        progress: row.get("progress")?,
-        result_code: row.get("result_code")?,
-        error_message: row.get("error_message")?,
-        result: row.get("result")?,
-        outputs: Vec::new(),
-        inputs: Vec::new(),
-        attempts: row.get("attempts")?,
-        checkpoint: row.get("checkpoint")?,
-        created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
-        last_state_change: parse_ts(&row.get::<_, String>("last_state_change")?)?,
-        start_seq: start_seq.unwrap_or(0),
-    })
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, column: &str) -> Result<String> {
+        Ok(self.get(column)?)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        Ok(self.get(column)?)
+    }
+    fn int(&self, column: &str) -> Result<i32> {
+        Ok(self.get(column)?)
+    }
+    fn big(&self, column: &str) -> Result<i64> {
+        Ok(self.get(column)?)
+    }
+    fn opt_big(&self, column: &str) -> Result<Option<i64>> {
+        Ok(self.get(column)?)
+    }
+    fn time(&self, column: &str) -> Result<SystemTime> {
+        parse_ts(&self.get::<_, String>(column)?)
+    }
 }
 
 fn load_job(conn: &Connection, id: &str) -> Result<Option<Job>> {
@@ -260,12 +290,7 @@ fn load_job(conn: &Connection, id: &str) -> Result<Option<Job>> {
 
 /// The job as it is after a change made in this transaction.
 fn changed(conn: &Connection, id: &JobId) -> Result<Change> {
-    match load_job(conn, id.as_str())? {
-        Some(job) => Ok(Change::Done(job)),
-        None => Err(corrupt(format!(
-            "job '{id}' vanished inside its own transaction"
-        ))),
-    }
+    job_changed(id, load_job(conn, id.as_str())?)
 }
 
 /// Why a guarded UPDATE changed nothing. Writes are serialised, so the
@@ -282,12 +307,7 @@ fn refusal(conn: &Connection, id: &JobId) -> Result<Change> {
 }
 
 fn queue_call(conn: &Connection, call: &NewCall) -> Result<()> {
-    let params = serde_json::to_string(&call.params).map_err(|e| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("call parameters do not serialise: {e}"),
-        )
-    })?;
+    let params = params_to_json(&call.params)?;
     let now = ts(call.now)?;
     conn.prepare_cached(
         "INSERT INTO outbox (job_id, url, method, params, created_at, next_attempt_at) \
@@ -312,36 +332,14 @@ fn supersede_progress(conn: &Connection, id: &JobId) -> Result<()> {
     Ok(())
 }
 
-/// The side effects of a job ending: pending progress calls dropped and,
-/// with a callback, JobCompleted queued.
-fn ended(
-    conn: &Connection,
-    id: &JobId,
-    callback: &str,
-    state: JobState,
-    code: i32,
-    message: &str,
-    now: SystemTime,
-) -> Result<()> {
-    supersede_progress(conn, id)?;
-    if callback.is_empty() {
-        return Ok(());
+/// The side effects of a job ending as `end` says: pending progress calls
+/// dropped and, with a callback, JobCompleted queued.
+fn ended(conn: &Connection, end: &Finish, callback: &str) -> Result<()> {
+    supersede_progress(conn, end.id)?;
+    match NewCall::job_completed(end, callback) {
+        Some(call) => queue_call(conn, &call),
+        None => Ok(()),
     }
-    queue_call(
-        conn,
-        &NewCall {
-            job: Some(id.clone()),
-            url: callback.to_owned(),
-            method: "JobCompleted".to_owned(),
-            params: vec![
-                CallParam::Str(id.as_str().to_owned()),
-                CallParam::Str(state.as_str().to_owned()),
-                CallParam::Int(code),
-                CallParam::Str(message.to_owned()),
-            ],
-            now,
-        },
-    )
 }
 
 /// Writes a job's file list of one role, keeping its order.
@@ -353,23 +351,6 @@ fn insert_job_files(conn: &Connection, id: &JobId, role: &str, files: &[String])
         stmt.execute(params![id.as_str(), role, position as i64, file])?;
     }
     Ok(())
-}
-
-fn call_from_row(row: &rusqlite::Row<'_>) -> Result<Call> {
-    let id: i64 = row.get("id")?;
-    let job: Option<String> = row.get("job_id")?;
-    let params: String = row.get("params")?;
-    Ok(Call {
-        id,
-        job: job.as_deref().map(parse_id).transpose()?,
-        url: row.get("url")?,
-        method: row.get("method")?,
-        params: serde_json::from_str(&params)
-            .map_err(|e| corrupt(format!("outbox call {id} has unreadable params: {e}")))?,
-        attempts: row.get("attempts")?,
-        created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
-        next_attempt_at: parse_ts(&row.get::<_, String>("next_attempt_at")?)?,
-    })
 }
 
 /// Pending calls that are first in their job's line (or belong to no job).
@@ -457,78 +438,46 @@ impl Store for SqliteStore {
     }
 
     fn start_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        let now = ts(now)?;
-        self.write("start_job", |c| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'Started', \
-                       start_seq = (SELECT COALESCE(MAX(start_seq), 0) + 1 FROM jobs), \
-                       last_state_change = ?2 \
-                     WHERE id = ?1 AND state = 'Created'",
-                )?
-                .execute(params![id.as_str(), now])?;
-            if n == 0 {
-                refusal(c, id)
-            } else {
-                changed(c, id)
-            }
-        })
+        self.transition(
+            "start_job",
+            id,
+            "UPDATE jobs SET state = 'Started', \
+               start_seq = (SELECT COALESCE(MAX(start_seq), 0) + 1 FROM jobs), \
+               last_state_change = ?2 \
+             WHERE id = ?1 AND state = 'Created'",
+            now,
+        )
     }
 
     fn claim_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        let now = ts(now)?;
-        self.write("claim_job", |c| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'InProgress', progress = 0, last_state_change = ?2 \
-                     WHERE id = ?1 AND state = 'Started'",
-                )?
-                .execute(params![id.as_str(), now])?;
-            if n == 0 {
-                refusal(c, id)
-            } else {
-                changed(c, id)
-            }
-        })
+        self.transition(
+            "claim_job",
+            id,
+            "UPDATE jobs SET state = 'InProgress', progress = 0, last_state_change = ?2 \
+             WHERE id = ?1 AND state = 'Started'",
+            now,
+        )
     }
 
     fn record_progress(&self, update: &ProgressUpdate) -> Result<bool> {
         let id = update.id;
         let now = ts(update.now)?;
-        let due_before = ts(update
-            .now
-            .checked_sub(update.interval)
-            .unwrap_or(UNIX_EPOCH))?;
         self.write("record_progress", |c| {
-            let row: Option<(String, bool)> = c
+            let row: Option<(String, Option<i32>, Option<String>)> = c
                 .prepare_cached(
                     "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND state = 'InProgress' \
-                     RETURNING callback, \
-                       (callback <> '' AND progress_sent IS NOT ?2 \
-                        AND (progress_sent_at IS NULL OR progress_sent_at <= ?3))",
+                     RETURNING callback, progress_sent, progress_sent_at",
                 )?
-                .query_row(params![id.as_str(), update.progress, due_before], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+                .query_row(params![id.as_str(), update.progress], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .optional()?;
-            let Some((callback, due)) = row else {
+            let Some((callback, sent, sent_at)) = row else {
                 return Ok(false);
             };
-            if due {
+            if update.due(&callback, sent, parse_opt_ts(sent_at)?) {
                 supersede_progress(c, id)?;
-                queue_call(
-                    c,
-                    &NewCall {
-                        job: Some(id.clone()),
-                        url: callback,
-                        method: "JobProgress".to_owned(),
-                        params: vec![
-                            CallParam::Str(id.as_str().to_owned()),
-                            CallParam::Int(update.progress),
-                        ],
-                        now: update.now,
-                    },
-                )?;
+                queue_call(c, &NewCall::job_progress(update, callback))?;
                 c.prepare_cached(
                     "UPDATE jobs SET progress_sent = ?2, progress_sent_at = ?3 WHERE id = ?1",
                 )?
@@ -550,91 +499,44 @@ impl Store for SqliteStore {
     }
 
     fn finish_job(&self, finish: &Finish) -> Result<Change> {
-        if !finish.state.is_final() {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "{}: finish_job: a job ends Success or Failed, not {}",
-                    self.name, finish.state
-                ),
-            ));
-        }
-        let id = finish.id;
-        let now = ts(finish.now)?;
-        self.write("finish_job", |c| {
-            let callback: Option<String> = c
-                .prepare_cached(
-                    "UPDATE jobs SET state = ?2, result_code = ?3, error_message = ?4, \
-                                     result = ?5, secrets = NULL, last_state_change = ?6 \
-                     WHERE id = ?1 AND state = 'InProgress' RETURNING callback",
-                )?
-                .query_row(
-                    params![
-                        id.as_str(),
-                        finish.state.as_str(),
-                        finish.result_code,
-                        finish.error_message,
-                        finish.result,
-                        now
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(callback) = callback else {
-                return refusal(c, id);
-            };
-            c.prepare_cached("DELETE FROM job_files WHERE job_id = ?1 AND role = 'output'")?
-                .execute([id.as_str()])?;
-            insert_job_files(c, id, "output", finish.outputs)?;
-            ended(
-                c,
-                id,
-                &callback,
-                finish.state,
+        finish.check().map_err(|e| self.context("finish_job", e))?;
+        self.end_job(
+            "finish_job",
+            finish,
+            "UPDATE jobs SET state = ?2, result_code = ?3, error_message = ?4, \
+                             result = ?5, secrets = NULL, last_state_change = ?6 \
+             WHERE id = ?1 AND state = 'InProgress' RETURNING callback",
+            params![
+                finish.id.as_str(),
+                finish.state.as_str(),
                 finish.result_code,
                 finish.error_message,
-                finish.now,
-            )?;
-            changed(c, id)
-        })
+                finish.result,
+                ts(finish.now)?
+            ],
+        )
     }
 
     fn cancel_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        const MESSAGE: &str = "cancelled by CancelJob";
-        let code = JobResult::Cancelled.code();
-        let at = ts(now)?;
-        self.write("cancel_job", |c| {
-            let callback: Option<String> = c
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'Failed', result_code = ?2, error_message = ?3, \
-                                     secrets = NULL, last_state_change = ?4 \
-                     WHERE id = ?1 AND state IN ('Started', 'InProgress') RETURNING callback",
-                )?
-                .query_row(params![id.as_str(), code, MESSAGE, at], |r| r.get(0))
-                .optional()?;
-            let Some(callback) = callback else {
-                return refusal(c, id);
-            };
-            ended(c, id, &callback, JobState::Failed, code, MESSAGE, now)?;
-            changed(c, id)
-        })
+        let end = Finish::cancelled(id, now);
+        self.end_job(
+            "cancel_job",
+            &end,
+            "UPDATE jobs SET state = 'Failed', result_code = ?2, error_message = ?3, \
+                             secrets = NULL, last_state_change = ?4 \
+             WHERE id = ?1 AND state IN ('Started', 'InProgress') RETURNING callback",
+            params![id.as_str(), end.result_code, end.error_message, ts(now)?],
+        )
     }
 
     fn requeue_job(&self, id: &JobId, now: SystemTime) -> Result<Change> {
-        let now = ts(now)?;
-        self.write("requeue_job", |c| {
-            let n = c
-                .prepare_cached(
-                    "UPDATE jobs SET state = 'Started', progress = 0, last_state_change = ?2 \
-                     WHERE id = ?1 AND state = 'InProgress'",
-                )?
-                .execute(params![id.as_str(), now])?;
-            if n == 0 {
-                refusal(c, id)
-            } else {
-                changed(c, id)
-            }
-        })
+        self.transition(
+            "requeue_job",
+            id,
+            "UPDATE jobs SET state = 'Started', progress = 0, last_state_change = ?2 \
+             WHERE id = ?1 AND state = 'InProgress'",
+            now,
+        )
     }
 
     fn delete_job(&self, id: &JobId) -> Result<Option<Deleted>> {
@@ -672,29 +574,34 @@ impl Store for SqliteStore {
             let mut recovery = Recovery::default();
             for (raw, attempts, callback) in running {
                 let id = parse_id(&raw)?;
-                let attempts = attempts.saturating_add(1);
-                if attempts >= max_attempts {
-                    let code = JobResult::Interrupted.code();
-                    let message = format!(
-                        "interrupted: the engine stopped {attempts} times while running this job"
-                    );
-                    c.prepare_cached(
-                        "UPDATE jobs SET state = 'Failed', attempts = ?2, result_code = ?3, \
-                                         error_message = ?4, secrets = NULL, \
-                                         last_state_change = ?5 \
-                         WHERE id = ?1 AND state = 'InProgress'",
-                    )?
-                    .execute(params![raw, attempts, code, message, at])?;
-                    ended(c, &id, &callback, JobState::Failed, code, &message, now)?;
-                    recovery.failed.push(id);
-                } else {
-                    c.prepare_cached(
-                        "UPDATE jobs SET state = 'Started', attempts = ?2, progress = 0, \
-                                         last_state_change = ?3 \
-                         WHERE id = ?1 AND state = 'InProgress'",
-                    )?
-                    .execute(params![raw, attempts, at])?;
-                    recovery.requeued.push(id);
+                match Recover::decide(attempts, max_attempts) {
+                    Recover::Fail { attempts, message } => {
+                        let end = Finish::interrupted(&id, &message, now);
+                        c.prepare_cached(
+                            "UPDATE jobs SET state = 'Failed', attempts = ?2, result_code = ?3, \
+                                             error_message = ?4, secrets = NULL, \
+                                             last_state_change = ?5 \
+                             WHERE id = ?1 AND state = 'InProgress'",
+                        )?
+                        .execute(params![
+                            raw,
+                            attempts,
+                            end.result_code,
+                            message,
+                            at
+                        ])?;
+                        ended(c, &end, &callback)?;
+                        recovery.failed.push(id);
+                    }
+                    Recover::Requeue { attempts } => {
+                        c.prepare_cached(
+                            "UPDATE jobs SET state = 'Started', attempts = ?2, progress = 0, \
+                                             last_state_change = ?3 \
+                             WHERE id = ?1 AND state = 'InProgress'",
+                        )?
+                        .execute(params![raw, attempts, at])?;
+                        recovery.requeued.push(id);
+                    }
                 }
             }
             Ok(recovery)
@@ -738,18 +645,7 @@ impl Store for SqliteStore {
                 "SELECT id, name, size, sha256, owner_job, created_at FROM files WHERE id = ?1",
             )?;
             let mut rows = stmt.query([id])?;
-            let Some(row) = rows.next()? else {
-                return Ok(None);
-            };
-            let owner: Option<String> = row.get("owner_job")?;
-            Ok(Some(FileRecord {
-                id: row.get("id")?,
-                name: row.get("name")?,
-                size: row.get("size")?,
-                sha256: row.get("sha256")?,
-                owner_job: owner.as_deref().map(parse_id).transpose()?,
-                created_at: parse_ts(&row.get::<_, String>("created_at")?)?,
-            }))
+            rows.next()?.map(file_from_row).transpose()
         })
     }
 

@@ -91,7 +91,12 @@ impl Pool {
                     .expect("spawning a worker thread")
             })
             .collect();
-        Pool { handle: Handle { queue, running }, closing, wake_all, threads }
+        Pool {
+            handle: Handle { queue, running },
+            closing,
+            wake_all,
+            threads,
+        }
     }
 
     pub fn handle(&self) -> Handle {

@@ -39,7 +39,9 @@ impl Worker {
 
     fn take(&self, id: &JobId) {
         let stop = self.running.enter(id);
-        let claimed = self.with_store_retry(id, "claiming", || self.deps.store.claim_job(id, SystemTime::now()));
+        let claimed = self.with_store_retry(id, "claiming", || {
+            self.deps.store.claim_job(id, SystemTime::now())
+        });
         match claimed {
             Some(Change::Done(job)) => {
                 log::info!("job {id}: InProgress (attempt {})", job.attempts + 1);
@@ -69,7 +71,10 @@ impl Worker {
                 };
                 let register_output = |path: &Path, name: &str| -> Result<String, String> {
                     let id = self.register_output(&job.id, path, name)?;
-                    produced.lock().unwrap_or_else(|e| e.into_inner()).push(id.clone());
+                    produced
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(id.clone());
                     Ok(id)
                 };
                 let ctx = RunCtx {
@@ -106,24 +111,33 @@ impl Worker {
     /// Details, secrets and a fresh work dir, or the outcome that ends the job.
     fn prepare(&self, job: &Job) -> Result<(Details, Option<String>, std::path::PathBuf), Outcome> {
         let details = Details::from_json(job.kind, &job.details).map_err(|e| {
-            Outcome::failed(JobResult::Internal, format!("stored details are unreadable: {}", e.0))
+            Outcome::failed(
+                JobResult::Internal,
+                format!("stored details are unreadable: {}", e.0),
+            )
         })?;
-        let secrets = self
-            .deps
-            .store
-            .get_secrets(&job.id)
-            .map_err(|e| Outcome::failed(JobResult::Internal, format!("could not read the job's secrets: {e}")))?;
-        let work_dir = self
-            .deps
-            .files
-            .fresh_work_dir(&job.id)
-            .map_err(|e| Outcome::failed(JobResult::Internal, format!("could not create a work dir: {e}")))?;
+        let secrets = self.deps.store.get_secrets(&job.id).map_err(|e| {
+            Outcome::failed(
+                JobResult::Internal,
+                format!("could not read the job's secrets: {e}"),
+            )
+        })?;
+        let work_dir = self.deps.files.fresh_work_dir(&job.id).map_err(|e| {
+            Outcome::failed(
+                JobResult::Internal,
+                format!("could not create a work dir: {e}"),
+            )
+        })?;
         Ok((details, secrets, work_dir))
     }
 
     /// A progress callback that writes at most about once a second, and
     /// always when the value first changes after a quiet second.
-    fn progress_reporter<'a>(&'a self, id: &'a JobId, interval: Duration) -> impl Fn(i32) + Sync + 'a {
+    fn progress_reporter<'a>(
+        &'a self,
+        id: &'a JobId,
+        interval: Duration,
+    ) -> impl Fn(i32) + Sync + 'a {
         let last: Mutex<Option<(Instant, i32)>> = Mutex::new(None);
         move |value: i32| {
             let value = value.clamp(-1, 100);
@@ -136,7 +150,12 @@ impl Worker {
                 return;
             }
             *last = Some((Instant::now(), value));
-            let update = ProgressUpdate { id, progress: value, now: SystemTime::now(), interval };
+            let update = ProgressUpdate {
+                id,
+                progress: value,
+                now: SystemTime::now(),
+                interval,
+            };
             if let Err(e) = self.deps.store.record_progress(&update) {
                 log::warn!("job {id}: progress {value} not written: {e}");
             }
@@ -144,7 +163,11 @@ impl Worker {
     }
 
     fn register_output(&self, job: &JobId, path: &Path, name: &str) -> Result<String, String> {
-        let stored = self.deps.files.adopt(path).map_err(|e| format!("could not store the output: {e}"))?;
+        let stored = self
+            .deps
+            .files
+            .adopt(path)
+            .map_err(|e| format!("could not store the output: {e}"))?;
         let record = crate::job::FileRecord {
             id: stored.id.clone(),
             name: name.to_owned(),
@@ -166,16 +189,26 @@ impl Worker {
         let store = &self.deps.store;
         let (state, code, message, result, outputs) = match outcome {
             Outcome::Interrupted => {
-                let change = self.with_store_retry(id, "requeuing", || store.requeue_job(id, SystemTime::now()));
+                let change = self
+                    .with_store_retry(id, "requeuing", || store.requeue_job(id, SystemTime::now()));
                 log::info!("job {id}: interrupted by shutdown, back to Started");
                 return matches!(change, Some(Change::Done(_)));
             }
-            Outcome::Success { result, outputs } => (JobState::Success, 0, String::new(), result, outputs),
-            Outcome::Failed { code, message } => (JobState::Failed, code.code(), message, String::new(), vec![]),
+            Outcome::Success { result, outputs } => {
+                (JobState::Success, 0, String::new(), result, outputs)
+            }
+            Outcome::Failed { code, message } => (
+                JobState::Failed,
+                code.code(),
+                message,
+                String::new(),
+                vec![],
+            ),
         };
         if stop == Some(StopReason::Shutdown) && state == JobState::Failed {
             // A kind that failed because we stopped it is not a real failure.
-            let _ = self.with_store_retry(id, "requeuing", || store.requeue_job(id, SystemTime::now()));
+            let _ =
+                self.with_store_retry(id, "requeuing", || store.requeue_job(id, SystemTime::now()));
             return false;
         }
         let finish = Finish {
@@ -214,13 +247,20 @@ impl Worker {
     /// Runs a store call, retrying with backoff while the store is
     /// unreachable; gives up (None) only when the engine is stopping and
     /// the store still does not answer.
-    fn with_store_retry<T>(&self, id: &JobId, what: &str, call: impl Fn() -> store::Result<T>) -> Option<T> {
+    fn with_store_retry<T>(
+        &self,
+        id: &JobId,
+        what: &str,
+        call: impl Fn() -> store::Result<T>,
+    ) -> Option<T> {
         let mut delay = Duration::from_millis(100);
         loop {
             match call() {
                 Ok(v) => return Some(v),
                 Err(e) if e.is_transient() && !self.closing.load(Ordering::SeqCst) => {
-                    log::warn!("job {id}: store unavailable while {what} ({e}); retrying in {delay:?}");
+                    log::warn!(
+                        "job {id}: store unavailable while {what} ({e}); retrying in {delay:?}"
+                    );
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }

@@ -57,7 +57,11 @@ impl Running {
         self.wait_until(timeout, |jobs| jobs.is_empty())
     }
 
-    fn wait_until(&self, timeout: Duration, done: impl Fn(&HashMap<JobId, Arc<StopSignal>>) -> bool) -> bool {
+    fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&HashMap<JobId, Arc<StopSignal>>) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         let mut jobs = self.lock();
         while !done(&jobs) {
@@ -65,7 +69,11 @@ impl Running {
             if left.is_zero() {
                 return false;
             }
-            jobs = self.left.wait_timeout(jobs, left).unwrap_or_else(|e| e.into_inner()).0;
+            jobs = self
+                .left
+                .wait_timeout(jobs, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         true
     }

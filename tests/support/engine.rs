@@ -47,22 +47,34 @@ impl PgDatabase {
     pub fn create() -> PgDatabase {
         let admin_url = super::pg_url();
         let name = format!("je_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap_or_else(|e| {
-            panic!(
+        let mut admin =
+            postgres::Client::connect(&admin_url, postgres::NoTls).unwrap_or_else(|e| {
+                panic!(
                 "PostgreSQL is needed at {admin_url} ({e}); start it (pg_ctlcluster 15 main start) \
                  or set JOBENGINE_TEST_DATABASE to a server where this user may CREATE DATABASE"
             )
-        });
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("CREATE DATABASE");
-        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b).to_owned();
-        PgDatabase { url: format!("{base}/{name}"), name }
+            });
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("CREATE DATABASE");
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b)
+            .to_owned();
+        PgDatabase {
+            url: format!("{base}/{name}"),
+            name,
+        }
     }
 }
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
         if let Ok(mut admin) = postgres::Client::connect(&super::pg_url(), postgres::NoTls) {
-            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -72,15 +84,30 @@ pub struct EngineOptions {
     pub env: Vec<(String, String)>,
     /// A database URL of the test's own instead of a fresh one.
     pub database: Option<String>,
+    /// A config file to pass with --config.
+    pub config_file: Option<PathBuf>,
 }
 
 impl EngineOptions {
     pub fn new(backend: Backend) -> EngineOptions {
-        EngineOptions { backend, env: vec![], database: None }
+        EngineOptions {
+            backend,
+            env: vec![],
+            database: None,
+            config_file: None,
+        }
     }
 
     pub fn set(mut self, key: &str, value: impl ToString) -> EngineOptions {
-        self.env.push((format!("JOBENGINE_{}", key.to_ascii_uppercase()), value.to_string()));
+        self.env.push((
+            format!("JOBENGINE_{}", key.to_ascii_uppercase()),
+            value.to_string(),
+        ));
+        self
+    }
+
+    pub fn config_file(mut self, path: &Path) -> EngineOptions {
+        self.config_file = Some(path.to_owned());
         self
     }
 
@@ -98,6 +125,7 @@ pub struct Engine {
     pub database: String,
     log: Arc<Mutex<String>>,
     env: Vec<(String, String)>,
+    config_file: Option<PathBuf>,
     _dir: tempfile::TempDir,
     _pg: Option<PgDatabase>,
     agent: ureq::Agent,
@@ -113,7 +141,10 @@ impl Engine {
         let data_dir = dir.path().join("data");
         let (database, pg) = match (options.database, options.backend) {
             (Some(url), _) => (url, None),
-            (None, Backend::Sqlite) => (format!("sqlite:{}", dir.path().join("data/jobengine.db").display()), None),
+            (None, Backend::Sqlite) => (
+                format!("sqlite:{}", dir.path().join("data/jobengine.db").display()),
+                None,
+            ),
             (None, Backend::Postgres) => {
                 let db = PgDatabase::create();
                 (db.url.clone(), Some(db))
@@ -131,6 +162,7 @@ impl Engine {
             database,
             log: Arc::default(),
             env: options.env,
+            config_file: options.config_file,
             _dir: dir,
             _pg: pg,
             agent,
@@ -142,14 +174,24 @@ impl Engine {
     /// Starts the process (again), on `listen`, and waits until it serves.
     fn spawn(&mut self, listen: &str) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_jobengine"));
-        cmd.args(["serve", "--listen", listen, "--database", &self.database, "--data-dir"])
-            .arg(&self.data_dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "serve",
+            "--listen",
+            listen,
+            "--database",
+            &self.database,
+            "--data-dir",
+        ])
+        .arg(&self.data_dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(self.env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        if let Some(file) = &self.config_file {
+            cmd.arg("--config").arg(file);
+        }
         let mut child = cmd.spawn().expect("starting the jobengine binary");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -169,7 +211,10 @@ impl Engine {
             Ok(addr) => self.url = format!("http://{addr}"),
             Err(_) => {
                 let _ = child.kill();
-                panic!("the engine did not start within 30 s; its log:\n{}", self.log());
+                panic!(
+                    "the engine did not start within 30 s; its log:\n{}",
+                    self.log()
+                );
             }
         }
         self.child = Some(child);
@@ -191,10 +236,33 @@ impl Engine {
         }
     }
 
+    /// Sends a signal to the engine.
+    pub fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
+    /// Waits until the engine's log contains `text`.
+    pub fn wait_log(&self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "'{text}' not logged within {within:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit.
     pub fn sigterm(&mut self, within: Duration) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.sigterm_wait(within)
+    }
+
+    /// Waits (bounded) for the exit after a SIGTERM already sent.
+    pub fn sigterm_wait(&mut self, within: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -202,17 +270,21 @@ impl Engine {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("the engine did not exit within {within:?} of SIGTERM; log:\n{}", self.log());
+                panic!(
+                    "the engine did not exit within {within:?} of SIGTERM; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    /// Starts the engine again on the same data and database (and port).
+    /// Starts the engine again on the same data and database. It gets a
+    /// new port: the old one may have been handed to some other socket
+    /// meanwhile.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the engine first");
-        let listen = self.url.trim_start_matches("http://").to_owned();
-        self.spawn(&listen);
+        self.spawn("127.0.0.1:0");
     }
 
     /// One XML-RPC call over HTTP.
@@ -224,19 +296,34 @@ impl Engine {
     pub fn call_values(&self, method: &str, params: &[Value]) -> Result<Value, Fault> {
         let body = xmlrpc::write_call(method, params);
         let reply = self.post_raw("/RPC2", "text/xml", &body);
-        assert_eq!(reply.0, 200, "HTTP status for {method}: body {}", String::from_utf8_lossy(&reply.1));
-        xmlrpc::parse_response(&reply.1, &Limits::default())
-            .unwrap_or_else(|f| panic!("unreadable response: {f:?}: {}", String::from_utf8_lossy(&reply.1)))
+        assert_eq!(
+            reply.0,
+            200,
+            "HTTP status for {method}: body {}",
+            String::from_utf8_lossy(&reply.1)
+        );
+        xmlrpc::parse_response(&reply.1, &Limits::default()).unwrap_or_else(|f| {
+            panic!(
+                "unreadable response: {f:?}: {}",
+                String::from_utf8_lossy(&reply.1)
+            )
+        })
     }
 
     /// A call that must answer a struct: (ResultCode, ErrorMessage, struct).
     pub fn op(&self, method: &str, params: &[&str]) -> (i32, String, Value) {
-        let value = self.call(method, params).unwrap_or_else(|f| panic!("{method} faulted: {f:?}"));
+        let value = self
+            .call(method, params)
+            .unwrap_or_else(|f| panic!("{method} faulted: {f:?}"));
         let code = match value.member("ResultCode") {
             Some(Value::Int(c)) => *c,
             other => panic!("{method}: ResultCode is {other:?} in {value:?}"),
         };
-        let message = value.member("ErrorMessage").and_then(Value::as_str).expect("ErrorMessage").to_owned();
+        let message = value
+            .member("ErrorMessage")
+            .and_then(Value::as_str)
+            .expect("ErrorMessage")
+            .to_owned();
         (code, message, value)
     }
 
@@ -249,15 +336,27 @@ impl Engine {
             .expect("HTTP POST");
         let status = response.status().as_u16();
         let mut bytes = Vec::new();
-        response.into_body().into_reader().read_to_end(&mut bytes).expect("body");
+        response
+            .into_body()
+            .into_reader()
+            .read_to_end(&mut bytes)
+            .expect("body");
         (status, bytes)
     }
 
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        let response = self.agent.get(&format!("{}{path}", self.url)).call().expect("HTTP GET");
+        let response = self
+            .agent
+            .get(&format!("{}{path}", self.url))
+            .call()
+            .expect("HTTP GET");
         let status = response.status().as_u16();
         let mut bytes = Vec::new();
-        response.into_body().into_reader().read_to_end(&mut bytes).expect("body");
+        response
+            .into_body()
+            .into_reader()
+            .read_to_end(&mut bytes)
+            .expect("body");
         (status, bytes)
     }
 
@@ -277,34 +376,46 @@ impl Engine {
     }
 
     pub fn state(&self, id: &str) -> String {
-        self.job(id).member("State").and_then(Value::as_str).expect("State").to_owned()
+        self.job(id)
+            .member("State")
+            .and_then(Value::as_str)
+            .expect("State")
+            .to_owned()
     }
 
     /// Waits until the job is in `state`, failing after `within`.
     pub fn wait_state(&self, id: &str, state: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let job = self.job(id);
-            if job.member("State").and_then(Value::as_str) == Some(state) {
-                return job;
-            }
-            if Instant::now() > deadline {
-                panic!("job {id} not {state} within {within:?}: {job:?}\nengine log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_job(id, state, within, |s| s == state)
     }
 
     /// Waits until the job has ended (Success or Failed).
     pub fn wait_end(&self, id: &str, within: Duration) -> Value {
+        self.wait_job(id, "ended", within, |s| s == "Success" || s == "Failed")
+    }
+
+    /// Polls GetJob until the job's State passes `done`.
+    fn wait_job(
+        &self,
+        id: &str,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let job = self.job(id);
-            if matches!(job.member("State").and_then(Value::as_str), Some("Success" | "Failed")) {
+            if job
+                .member("State")
+                .and_then(Value::as_str)
+                .is_some_and(&done)
+            {
                 return job;
             }
             if Instant::now() > deadline {
-                panic!("job {id} did not end within {within:?}: {job:?}\nengine log:\n{}", self.log());
+                panic!(
+                    "job {id} not {what} within {within:?}: {job:?}\nengine log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -319,8 +430,14 @@ impl Drop for Engine {
 
 /// The shared fixtures (MP3, cover image).
 pub fn fixture(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(name);
-    assert!(path.is_file(), "fixture {} missing: the repository must sit beside shared/", path.display());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "fixture {} missing: the repository must sit beside shared/",
+        path.display()
+    );
     path
 }
 
@@ -329,12 +446,21 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     let mut found = vec![];
     let mut frontier = vec![pid];
     while let Some(parent) = frontier.pop() {
-        let Ok(entries) = std::fs::read_dir("/proc") else { break };
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            break;
+        };
         for entry in entries.flatten() {
-            let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+            let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+                continue;
+            };
             // Field 4 (after the parenthesised name) is the parent pid.
-            let ppid = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').nth(1)).and_then(|p| p.parse::<u32>().ok());
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split(' ').nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
             if ppid == Some(parent) {
                 found.push(child);
                 frontier.push(child);
@@ -347,12 +473,16 @@ pub fn descendants(pid: u32) -> Vec<u32> {
 /// Runs a Python script from tests/python with arguments; panics with its
 /// output unless it exits 0. Returns stdout.
 pub fn python(script: &str, args: &[&str]) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let out = Command::new("python3")
         .arg(&path)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("python3 is needed for the stock-client tests ({e}): apt-get install python3"));
+        .unwrap_or_else(|e| {
+            panic!("python3 is needed for the stock-client tests ({e}): apt-get install python3")
+        });
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -372,7 +502,11 @@ pub fn int(value: &Value, name: &str) -> i32 {
 }
 
 pub fn string(value: &Value, name: &str) -> String {
-    value.member(name).and_then(Value::as_str).unwrap_or_else(|| panic!("{name} missing in {value:?}")).to_owned()
+    value
+        .member(name)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{name} missing in {value:?}"))
+        .to_owned()
 }
 
 /// Reads a whole response body from a reader, bounded.

@@ -119,3 +119,34 @@ fn with_session(url: &str, schema: &str) -> String {
         format!("{url} options='-csearch_path={schema}' application_name={schema}")
     }
 }
+
+/// A tone MP3 of `seconds`, made once with ffmpeg and kept in cargo's
+/// scratch dir for later tests and runs.
+pub fn long_mp3(seconds: u32) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("media");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("tone-{seconds}s.mp3"));
+    if path.is_file() {
+        return path;
+    }
+    let partial = dir.join(format!(
+        "tone-{seconds}s.{}.part.mp3",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=44100:duration={seconds}"
+        ))
+        .args(["-ac", "1", "-c:a", "libmp3lame", "-b:a", "32k"])
+        .arg(&partial)
+        .status()
+        .expect("ffmpeg is needed for the tests: apt-get install ffmpeg");
+    assert!(
+        status.success(),
+        "ffmpeg could not make {}",
+        partial.display()
+    );
+    std::fs::rename(&partial, &path).unwrap();
+    path
+}

@@ -14,15 +14,32 @@ impl PrivatePg {
     pub fn start() -> PrivatePg {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()
-            .and_then(|d| d.flatten().map(|e| e.path().join("bin")).filter(|b| b.join("initdb").exists()).max())
+            .and_then(|d| {
+                d.flatten()
+                    .map(|e| e.path().join("bin"))
+                    .filter(|b| b.join("initdb").exists())
+                    .max()
+            })
             .expect("PostgreSQL server binaries are needed: apt-get install postgresql");
-        let dir = tempfile::Builder::new().prefix("je-pg").tempdir_in("/tmp").expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("je-pg")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
         let port = free_port();
         let pg = PrivatePg { dir, port, bin };
         // initdb refuses to run as root: run it as the postgres user then.
         pg.as_owner(&["chown", "-R", "postgres:postgres"]);
         let data = pg.data();
-        pg.run(&[&pg.tool("initdb"), "-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"]);
+        pg.run(&[
+            &pg.tool("initdb"),
+            "-D",
+            &data,
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ]);
         pg.ctl("start");
         pg
     }
@@ -48,9 +65,20 @@ impl PrivatePg {
     }
 
     fn ctl(&self, action: &str) {
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.path().display());
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
         let log = self.dir.path().join("log").display().to_string();
-        let mut args = vec![self.tool("pg_ctl"), "-D".into(), self.data(), "-w".into(), "-t".into(), "30".into()];
+        let mut args = vec![
+            self.tool("pg_ctl"),
+            "-D".into(),
+            self.data(),
+            "-w".into(),
+            "-t".into(),
+            "30".into(),
+        ];
         if action == "start" {
             args.extend(["-o".into(), opts, "-l".into(), log]);
         } else {
@@ -63,7 +91,11 @@ impl PrivatePg {
 
     fn as_owner(&self, cmd: &[&str]) {
         if unsafe { libc::geteuid() } == 0 {
-            let status = Command::new(cmd[0]).args(&cmd[1..]).arg(self.dir.path()).status().expect("chown");
+            let status = Command::new(cmd[0])
+                .args(&cmd[1..])
+                .arg(self.dir.path())
+                .status()
+                .expect("chown");
             assert!(status.success());
         }
     }
@@ -78,7 +110,9 @@ impl PrivatePg {
             c.args(&cmd[1..]);
             c
         };
-        let out = command.output().unwrap_or_else(|e| panic!("{}: {e}", cmd[0]));
+        let out = command
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", cmd[0]));
         assert!(
             out.status.success(),
             "{:?} failed: {}{}",
@@ -92,11 +126,25 @@ impl PrivatePg {
 impl Drop for PrivatePg {
     fn drop(&mut self) {
         let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--", &self.tool("pg_ctl"), "-D", &self.data(), "-m", "immediate", "stop"])
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                &self.tool("pg_ctl"),
+                "-D",
+                &self.data(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
             .output();
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -18,6 +18,8 @@ pub enum Mode {
     Fault,
     /// Drops each connection without an answer.
     Down,
+    /// Reads the call, then answers nothing until the mode changes.
+    Hang,
 }
 
 #[derive(Clone, Debug)]
@@ -82,13 +84,22 @@ impl Website {
     }
 
     /// Waits until `done(calls)` holds, failing after `within`.
-    pub fn wait_for(&self, within: Duration, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+    pub fn wait_for(
+        &self,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
         let deadline = Instant::now() + within;
         let (lock, changed) = &*self.state;
         let mut state = lock.lock().unwrap();
         while !done(&state.calls) {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "website: {what} not seen within {within:?}; got {:?}", summary(&state.calls));
+            assert!(
+                !left.is_zero(),
+                "website: {what} not seen within {within:?}; got {:?}",
+                summary(&state.calls)
+            );
             state = changed.wait_timeout(state, left).unwrap().0;
         }
         state.calls.clone()
@@ -148,18 +159,35 @@ fn serve(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
                 shared.0.lock().unwrap().refused += 1;
                 return; // dropped unanswered
             }
+            Mode::Hang => {
+                shared.0.lock().unwrap().refused += 1;
+                while shared.0.lock().unwrap().mode == Some(Mode::Hang) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                return;
+            }
             Mode::Error500 => {
                 shared.0.lock().unwrap().refused += 1;
-                ("500 Internal Server Error", b"down for maintenance".to_vec())
+                (
+                    "500 Internal Server Error",
+                    b"down for maintenance".to_vec(),
+                )
             }
             Mode::Fault => {
                 shared.0.lock().unwrap().refused += 1;
-                ("200 OK", xmlrpc::write_fault(&Fault::new(-32500, "website busy")))
+                (
+                    "200 OK",
+                    xmlrpc::write_fault(&Fault::new(-32500, "website busy")),
+                )
             }
             Mode::Up => match xmlrpc::parse_call(&body, &Limits::default()) {
                 Ok(call) => {
                     let mut state = shared.0.lock().unwrap();
-                    state.calls.push(Received { method: call.method, params: call.params, at: Instant::now() });
+                    state.calls.push(Received {
+                        method: call.method,
+                        params: call.params,
+                        at: Instant::now(),
+                    });
                     shared.1.notify_all();
                     ("200 OK", xmlrpc::write_response(&Value::Bool(true)))
                 }
@@ -170,7 +198,11 @@ fn serve(stream: TcpStream, shared: &(Mutex<State>, Condvar)) {
             "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n",
             reply.len()
         );
-        if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(&reply)).is_err() {
+        if writer
+            .write_all(head.as_bytes())
+            .and_then(|_| writer.write_all(&reply))
+            .is_err()
+        {
             return;
         }
     }
