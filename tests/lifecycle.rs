@@ -88,8 +88,9 @@ engine_test!(calls_survive_a_website_outage_in_order, |backend| {
         }
     }
     website.set_mode(Mode::Up);
+    // The backoff after a long outage can reach a minute or two.
     let calls = website.wait_for(
-        Duration::from_secs(60),
+        Duration::from_secs(240),
         "JobCompleted after the outage",
         |calls| {
             calls.iter().any(|c| c.method == "JobCompleted")

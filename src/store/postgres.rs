@@ -20,8 +20,9 @@ use super::{
 use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
 use postgres::config::Host;
 use postgres::types::{ToSql, Type};
-use postgres::{GenericClient, NoTls, Row, Transaction};
+use postgres::{GenericClient, NoTls, Row, Statement, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 /// How long a verb waits for a connection (and a connection attempt for the
@@ -43,11 +44,71 @@ const JOB_COLUMNS: &str = "id, job_type, state, details, callback, progress, res
     (SELECT array_agg(f.file_id ORDER BY f.position) FROM job_files f \
       WHERE f.job_id = jobs.id AND f.role = 'output') AS outputs";
 
+/// One job by id, with its files.
+static LOAD_JOB: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"));
+
 const CALL_COLUMNS: &str = "id, job_id, url, method, params, attempts, created_at, next_attempt_at";
+
+/// A pooled connection with the statements prepared on it for the hot
+/// verbs (by SQL text): those are parsed and planned once per connection
+/// instead of on every call.
+pub struct Conn {
+    client: postgres::Client,
+    prepared: HashMap<String, Statement>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        &mut self.client
+    }
+}
+
+impl Conn {
+    /// The prepared statement for `sql`, preparing it on first use.
+    fn statement(&mut self, sql: &str) -> std::result::Result<Statement, postgres::Error> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.prepared.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
+
+/// r2d2_postgres's manager, with a statement cache kept per connection.
+pub struct Manager(PostgresConnectionManager<NoTls>);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: self.0.connect()?,
+            prepared: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
 
 /// The store in a PostgreSQL database.
 pub struct PgStore {
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    pool: r2d2::Pool<Manager>,
     /// "PostgreSQL at host:port/db", never with a password.
     name: String,
 }
@@ -78,7 +139,7 @@ impl PgStore {
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
             .test_on_check_out(true)
-            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+            .build_unchecked(Manager(PostgresConnectionManager::new(config, NoTls)));
         let store = PgStore { pool, name };
         store.tx("migrate", |tx| {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
@@ -109,7 +170,22 @@ impl PgStore {
         run().map_err(|e| self.context(verb, e))
     }
 
-    fn connection(&self) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>> {
+    /// Runs one statement of a hot verb, prepared once per connection.
+    fn prepared<T>(
+        &self,
+        verb: &str,
+        sql: &str,
+        f: impl FnOnce(&mut postgres::Client, &Statement) -> Result<T>,
+    ) -> Result<T> {
+        let run = || -> Result<T> {
+            let mut conn = self.connection()?;
+            let statement = conn.statement(sql)?;
+            f(&mut conn.client, &statement)
+        };
+        run().map_err(|e| self.context(verb, e))
+    }
+
+    fn connection(&self) -> Result<r2d2::PooledConnection<Manager>> {
         self.pool.get().map_err(|e| {
             Error::new(
                 ErrorKind::Unavailable,
@@ -271,8 +347,7 @@ fn job_with_files(row: &Row) -> Result<Job> {
 fn load_job(c: &mut impl GenericClient, id: &str) -> Result<Option<Job>> {
     // Typed parameters: parse, bind and execute go in one round trip,
     // without a separate prepare first (the hot path of GetJob).
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-    c.query_typed_opt(sql.as_str(), &[(&id, Type::TEXT)])?
+    c.query_typed_opt(LOAD_JOB.as_str(), &[(&id, Type::TEXT)])?
         .as_ref()
         .map(job_with_files)
         .transpose()
@@ -427,17 +502,17 @@ impl Store for PgStore {
                 SELECT job.id, 'input', (t.ord - 1)::integer, t.file_id \
                 FROM job, unnest($7::text[]) WITH ORDINALITY AS t(file_id, ord)) \
             SELECT (SELECT count(*) FROM job), (SELECT count(*) FROM locked)";
-        self.read("insert_job", |c| {
-            let row = c.query_typed_one(
-                INSERT,
+        self.prepared("insert_job", INSERT, |c, statement| {
+            let row = c.query_one(
+                statement,
                 &[
-                    (&job.id.as_str(), Type::TEXT),
-                    (&job.kind.as_str(), Type::TEXT),
-                    (&job.details, Type::TEXT),
-                    (&job.secrets, Type::TEXT),
-                    (&job.callback, Type::TEXT),
-                    (&job.now, Type::TIMESTAMPTZ),
-                    (&job.inputs, Type::TEXT_ARRAY),
+                    &job.id.as_str(),
+                    &job.kind.as_str(),
+                    &job.details,
+                    &job.secrets,
+                    &job.callback,
+                    &job.now,
+                    &job.inputs,
                 ],
             )?;
             let inserted: i64 = row.try_get(0)?;
@@ -450,15 +525,18 @@ impl Store for PgStore {
     }
 
     fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
-        self.read("get_job", |c| load_job(c, id.as_str()))
+        self.prepared("get_job", &LOAD_JOB, |c, statement| {
+            c.query_opt(statement, &[&id.as_str()])?
+                .as_ref()
+                .map(job_with_files)
+                .transpose()
+        })
     }
 
     fn get_progress(&self, id: &JobId) -> Result<Option<(JobState, i32)>> {
-        self.read("get_progress", |c| {
-            let row = c.query_typed_opt(
-                "SELECT state, progress FROM jobs WHERE id = $1",
-                &[(&id.as_str(), Type::TEXT)],
-            )?;
+        let sql = "SELECT state, progress FROM jobs WHERE id = $1";
+        self.prepared("get_progress", sql, |c, statement| {
+            let row = c.query_opt(statement, &[&id.as_str()])?;
             row.map(|r| Ok((parse_state(r.try_get(0)?)?, r.try_get(1)?)))
                 .transpose()
         })
@@ -671,11 +749,9 @@ impl Store for PgStore {
     }
 
     fn get_file(&self, id: &str) -> Result<Option<FileRecord>> {
-        self.read("get_file", |c| {
-            let row = c.query_opt(
-                "SELECT id, name, size, sha256, owner_job, created_at FROM files WHERE id = $1",
-                &[&id],
-            )?;
+        let sql = "SELECT id, name, size, sha256, owner_job, created_at FROM files WHERE id = $1";
+        self.prepared("get_file", sql, |c, statement| {
+            let row = c.query_opt(statement, &[&id])?;
             row.as_ref().map(file_from_row).transpose()
         })
     }
