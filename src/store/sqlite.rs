@@ -20,7 +20,7 @@ use super::{
     parse_state, Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete, Finish, Insert,
     NewCall, ProgressUpdate, Recover, Recovery, Result, Store,
 };
-use crate::job::{FileRecord, Job, JobId, NewJob};
+use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
 use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -425,6 +425,20 @@ impl Store for SqliteStore {
 
     fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
         self.read("get_job", |c| load_job(c, id.as_str()))
+    }
+
+    fn get_progress(&self, id: &JobId) -> Result<Option<(JobState, i32)>> {
+        // One statement is its own snapshot: no explicit transaction needed.
+        let conn = self.reader();
+        let read = || -> Result<Option<(JobState, i32)>> {
+            let row: Option<(String, i32)> = conn
+                .prepare_cached("SELECT state, progress FROM jobs WHERE id = ?1")?
+                .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            row.map(|(state, progress)| Ok((parse_state(&state)?, progress)))
+                .transpose()
+        };
+        read().map_err(|e| self.context("get_progress", e))
     }
 
     fn get_secrets(&self, id: &JobId) -> Result<Option<String>> {
