@@ -177,11 +177,22 @@ impl Run<'_, '_> {
             Some(id) => Some((id.as_str(), self.input("ImageFile", id)?)),
             None => None,
         };
-        let duration = self.audio_duration(&audio, &details.audio_file)?;
-        let still = match image {
-            Some((id, path)) => self.check_image(path, id)?,
-            None => Still::Plain,
-        };
+        // The two checks are independent, and each is mostly a tool's start-up:
+        // run them side by side. The audio's verdict is reported first.
+        let this = &*self;
+        let (duration, still) = std::thread::scope(|scope| {
+            let image_check =
+                image.map(|(id, path)| scope.spawn(move || this.check_image(path, id)));
+            let duration = this.audio_duration(&audio, &details.audio_file);
+            let still = match image_check {
+                Some(check) => check
+                    .join()
+                    .unwrap_or_else(|_| Err(panicked("checking the image"))),
+                None => Ok(Still::Plain),
+            };
+            (duration, still)
+        });
+        let (duration, still) = (duration?, still?);
         let format = details.format;
         let out = self.work_dir.join(format!("encoded.{}", format.as_str()));
         self.scratch.push(out.clone());
@@ -424,9 +435,36 @@ impl Run<'_, '_> {
         Ok(path)
     }
 
-    /// Exactly one video and one audio stream, as long as the audio, and a
-    /// clean decode (MEDIA-NOTES A5: exit code 0 is not success).
+    /// An exit code of 0 is not success (MEDIA-NOTES A5): the output must
+    /// probe right and decode cleanly. The two checks run side by side; the
+    /// probe's verdict is reported first.
     fn validate(&self, out: &Path, duration: f64) -> Step<()> {
+        match fs::metadata(out) {
+            Ok(m) if m.len() > 0 => {}
+            _ => {
+                return Err(Outcome::failed(
+                    JobResult::ToolFailed,
+                    format!(
+                        "{} produced a bad video: it wrote no output",
+                        self.tools.encoder.program()
+                    ),
+                ))
+            }
+        }
+        let (probed, decoded) = std::thread::scope(|scope| {
+            let decode = scope.spawn(|| self.decode_output(out));
+            let probed = self.probe_output(out, duration);
+            let decoded = decode
+                .join()
+                .unwrap_or_else(|_| Err(panicked("decoding the output")));
+            (probed, decoded)
+        });
+        probed.and(decoded)
+    }
+
+    /// ffprobe's view of the output: one video and one audio stream, as
+    /// long as the audio.
+    fn probe_output(&self, out: &Path, duration: f64) -> Step<()> {
         let bad = |why: String| {
             Outcome::failed(
                 JobResult::ToolFailed,
@@ -436,10 +474,6 @@ impl Run<'_, '_> {
                 ),
             )
         };
-        match fs::metadata(out) {
-            Ok(m) if m.len() > 0 => {}
-            _ => return Err(bad("it wrote no output".into())),
-        }
         let spec = Spec::new(
             &self.tools.ffprobe,
             [
@@ -476,6 +510,26 @@ impl Run<'_, '_> {
             }
             None => return Err(bad("ffprobe gives no duration for it".into())),
         }
+        Ok(())
+    }
+
+    /// A full decode of the output, which must be silent.
+    fn decode_output(&self, out: &Path) -> Step<()> {
+        let bad = |why: String| {
+            Outcome::failed(
+                JobResult::ToolFailed,
+                format!(
+                    "{} produced a bad video: {why}",
+                    self.tools.encoder.program()
+                ),
+            )
+        };
+        let why = |why: String| {
+            format!(
+                "{} produced a bad video: {why}",
+                self.tools.encoder.program()
+            )
+        };
         let spec = Spec::new(
             &self.tools.ffmpeg,
             [
@@ -595,6 +649,11 @@ impl Run<'_, '_> {
         }
         text
     }
+}
+
+/// A check's thread panicked: a bug, reported as such.
+fn panicked(doing: &str) -> Outcome {
+    Outcome::failed(JobResult::Internal, format!("internal error while {doing}"))
 }
 
 fn stopped(reason: StopReason) -> Outcome {
