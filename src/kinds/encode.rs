@@ -441,15 +441,7 @@ impl Run<'_, '_> {
     fn validate(&self, out: &Path, duration: f64) -> Step<()> {
         match fs::metadata(out) {
             Ok(m) if m.len() > 0 => {}
-            _ => {
-                return Err(Outcome::failed(
-                    JobResult::ToolFailed,
-                    format!(
-                        "{} produced a bad video: it wrote no output",
-                        self.tools.encoder.program()
-                    ),
-                ))
-            }
+            _ => return Err(self.bad_video("it wrote no output".into())),
         }
         let (probed, decoded) = std::thread::scope(|scope| {
             let decode = scope.spawn(|| self.decode_output(out));
@@ -465,15 +457,6 @@ impl Run<'_, '_> {
     /// ffprobe's view of the output: one video and one audio stream, as
     /// long as the audio.
     fn probe_output(&self, out: &Path, duration: f64) -> Step<()> {
-        let bad = |why: String| {
-            Outcome::failed(
-                JobResult::ToolFailed,
-                format!(
-                    "{} produced a bad video: {why}",
-                    self.tools.encoder.program()
-                ),
-            )
-        };
         let spec = Spec::new(
             &self.tools.ffprobe,
             [
@@ -486,50 +469,33 @@ impl Run<'_, '_> {
                 OsString::from(out),
             ],
         );
-        let why = |why: String| {
-            format!(
-                "{} produced a bad video: {why}",
-                self.tools.encoder.program()
-            )
-        };
-        let probe = self.child(spec, PROBE_LIMIT, "checking the output", &why, &mut |_| {
-            false
-        })?;
+        let probe = self.child(
+            spec,
+            PROBE_LIMIT,
+            "checking the output",
+            &|w| self.bad_video_text(w),
+            &mut |_| false,
+        )?;
         let (video, audio, length) = parse_output_probe(&probe.stdout);
         if (video, audio) != (1, 1) {
-            return Err(bad(format!(
+            return Err(self.bad_video(format!(
                 "it has {video} video and {audio} audio streams; 1 of each is needed"
             )));
         }
         match length {
             Some(l) if l >= duration - DURATION_TOLERANCE => {}
             Some(l) => {
-                return Err(bad(format!(
+                return Err(self.bad_video(format!(
                     "it lasts {l:.2} s but the audio lasts {duration:.2} s"
                 )))
             }
-            None => return Err(bad("ffprobe gives no duration for it".into())),
+            None => return Err(self.bad_video("ffprobe gives no duration for it".into())),
         }
         Ok(())
     }
 
     /// A full decode of the output, which must be silent.
     fn decode_output(&self, out: &Path) -> Step<()> {
-        let bad = |why: String| {
-            Outcome::failed(
-                JobResult::ToolFailed,
-                format!(
-                    "{} produced a bad video: {why}",
-                    self.tools.encoder.program()
-                ),
-            )
-        };
-        let why = |why: String| {
-            format!(
-                "{} produced a bad video: {why}",
-                self.tools.encoder.program()
-            )
-        };
         let spec = Spec::new(
             &self.tools.ffmpeg,
             [
@@ -549,16 +515,32 @@ impl Run<'_, '_> {
         )
         .stall(STALL);
         let mut progress = FfmpegProgress::default();
-        let decoded = self.child(spec, Duration::MAX, "decoding the output", &why, &mut |l| {
-            progress.line(l).is_some() && progress.advanced
-        })?;
+        let decoded = self.child(
+            spec,
+            Duration::MAX,
+            "decoding the output",
+            &|w| self.bad_video_text(w),
+            &mut |l| progress.line(l).is_some() && progress.advanced,
+        )?;
         if !decoded.stderr.trim().is_empty() {
-            return Err(bad(format!(
+            return Err(self.bad_video(format!(
                 "it does not decode cleanly: {}",
                 self.label(&process::last_lines(&decoded.stderr, 5, 600))
             )));
         }
         Ok(())
+    }
+
+    /// "mencoder produced a bad video: …", the message of a bad output.
+    fn bad_video_text(&self, why: String) -> String {
+        format!(
+            "{} produced a bad video: {why}",
+            self.tools.encoder.program()
+        )
+    }
+
+    fn bad_video(&self, why: String) -> Outcome {
+        Outcome::failed(JobResult::ToolFailed, self.bad_video_text(why))
     }
 
     fn check_stop(&self) -> Step<()> {

@@ -334,14 +334,7 @@ impl Engine {
             .header("Content-Type", content_type)
             .send(body)
             .expect("HTTP POST");
-        let status = response.status().as_u16();
-        let mut bytes = Vec::new();
-        response
-            .into_body()
-            .into_reader()
-            .read_to_end(&mut bytes)
-            .expect("body");
-        (status, bytes)
+        status_and_body(response)
     }
 
     pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
@@ -350,14 +343,7 @@ impl Engine {
             .get(&format!("{}{path}", self.url))
             .call()
             .expect("HTTP GET");
-        let status = response.status().as_u16();
-        let mut bytes = Vec::new();
-        response
-            .into_body()
-            .into_reader()
-            .read_to_end(&mut bytes)
-            .expect("body");
-        (status, bytes)
+        status_and_body(response)
     }
 
     /// Uploads a file, returning its FileID.
@@ -426,6 +412,17 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+fn status_and_body(response: ureq::http::Response<ureq::Body>) -> (u16, Vec<u8>) {
+    let status = response.status().as_u16();
+    let mut bytes = Vec::new();
+    response
+        .into_body()
+        .into_reader()
+        .read_to_end(&mut bytes)
+        .expect("body");
+    (status, bytes)
 }
 
 /// The shared fixtures (MP3, cover image).
