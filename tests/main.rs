@@ -4,6 +4,7 @@ mod api;
 mod cli;
 mod encoder;
 mod files;
+mod layers;
 mod lifecycle;
 mod perf;
 mod store;
