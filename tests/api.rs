@@ -3,7 +3,7 @@
 
 use crate::engine_test;
 use crate::support::engine::{
-    descendants, fixture, int, python, string, Backend, Engine, EngineOptions,
+    descendants, fixture, int, python, raw_call, string, Backend, Engine, EngineOptions,
 };
 use crate::support::long_mp3;
 use jobengine::protocol::Value;
@@ -397,38 +397,10 @@ engine_test!(cancel_stops_the_encoder_within_a_second, |backend| {
     }
 });
 
-/// Sends one XML-RPC call on a raw keep-alive connection and reads the answer.
+/// Sends one GetProgress on a raw keep-alive connection and reads the answer.
 fn keepalive_call(stream: &mut TcpStream, id: usize) -> Result<(), String> {
-    let body = format!(
-        "<?xml version=\"1.0\"?><methodCall><methodName>GetProgress</methodName><params><param><value>k-{id}</value></param></params></methodCall>"
-    );
-    let request = format!(
-        "POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream
-            .read_exact(&mut byte)
-            .map_err(|e| format!("reading the head: {e}"))?;
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    if !head.starts_with("http/1.1 200") {
-        return Err(format!("status: {head}"));
-    }
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or("no Content-Length")?;
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).map_err(|e| e.to_string())?;
-    if !String::from_utf8_lossy(&body).contains("ResultCode") {
+    let body = raw_call(stream, "GetProgress", &format!("k-{id}"))?;
+    if !body.contains("ResultCode") {
         return Err("not a result struct".into());
     }
     Ok(())

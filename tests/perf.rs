@@ -3,43 +3,15 @@
 //! BENCHMARKS.md). Each bound is far above the fixed engine and far below
 //! the fault it guards against.
 
-use crate::support::engine::{fixture, Backend, Engine};
-use std::io::{Read, Write};
+use crate::support::engine::{fixture, raw_call, Backend, Engine};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// One GetJob over an open keep-alive connection; returns the body length.
 fn get_job(stream: &mut TcpStream, id: &str) -> usize {
-    let body = format!(
-        "<?xml version=\"1.0\"?><methodCall><methodName>GetJob</methodName><params><param><value>{id}</value></param></params></methodCall>"
-    );
-    let request = format!(
-        "POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .expect("sending GetJob");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).expect("reading the head");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 200"), "{head}");
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("Content-Length");
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).expect("reading the body");
-    assert!(
-        String::from_utf8_lossy(&body).contains("<name>Job</name>"),
-        "not a GetJob answer"
-    );
-    length
+    let body = raw_call(stream, "GetJob", id).expect("GetJob answered");
+    assert!(body.contains("<name>Job</name>"), "not a GetJob answer");
+    body.len()
 }
 
 /// An answer over 1 KiB used to leave in two writes, and Nagle's algorithm

@@ -425,6 +425,48 @@ fn status_and_body(response: ureq::http::Response<ureq::Body>) -> (u16, Vec<u8>)
     (status, bytes)
 }
 
+/// One single-string-parameter XML-RPC call on a raw HTTP/1.1 keep-alive
+/// connection (as a website's workers hold them); returns the answer's body.
+pub fn raw_call(
+    stream: &mut std::net::TcpStream,
+    method: &str,
+    arg: &str,
+) -> Result<String, String> {
+    use std::io::Write;
+    let body = format!(
+        "<?xml version=\"1.0\"?><methodCall><methodName>{method}</methodName><params><param><value>{arg}</value></param></params></methodCall>"
+    );
+    let request = format!(
+        "POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("sending {method}: {e}"))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream
+            .read_exact(&mut byte)
+            .map_err(|e| format!("reading the head: {e}"))?;
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    if !head.starts_with("http/1.1 200") {
+        return Err(format!("status: {head}"));
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or("no Content-Length")?;
+    let mut body = vec![0u8; length];
+    stream
+        .read_exact(&mut body)
+        .map_err(|e| format!("reading the body: {e}"))?;
+    String::from_utf8(body).map_err(|e| e.to_string())
+}
+
 /// The shared fixtures (MP3, cover image).
 pub fn fixture(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
