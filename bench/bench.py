@@ -57,6 +57,9 @@ SMOKE = dict(
 
 START = time.time()
 
+# Scenario groups, for --only while working on one figure.
+GROUPS = ("reads", "writes", "conns", "pickup", "encoder", "files", "idle")
+
 
 def say(msg):
     print(f"[{time.time() - START:6.1f}s] {msg}", file=sys.stderr, flush=True)
@@ -779,8 +782,14 @@ def main():
     ap.add_argument("--record", action="store_true", help="append the results to BENCHMARKS.md (smoke too)")
     ap.add_argument("--no-record", action="store_true", help="do not append a full run to BENCHMARKS.md")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory and logs")
+    ap.add_argument("--only", metavar="GROUPS", default=",".join(GROUPS),
+                    help=f"comma-separated scenario groups to run, of {','.join(GROUPS)} (default: all); "
+                         "a partial run is never recorded")
     args = ap.parse_args()
     cfg = SMOKE if args.smoke else FULL
+    args.only = set(args.only.split(","))
+    if not args.only <= set(GROUPS):
+        raise SystemExit(f"--only takes groups of {','.join(GROUPS)}; got {','.join(sorted(args.only - set(GROUPS)))}")
     for path in (ENGINE, BASELINE):
         if not os.path.exists(path):
             raise SystemExit(f"{path} is missing: run bench/run (it builds in release mode first)")
@@ -801,6 +810,7 @@ def main():
 def run_suite(suite):
     cfg = suite.cfg
     work = suite.work
+    only = suite.args.only
     say(f"{cfg['mode']} run in {work}")
     for db in suite.dbs:
         suite.pg.create(db)
@@ -808,14 +818,19 @@ def run_suite(suite):
 
     # Idle engines first: their minute runs beside everything else (an idle
     # process's own CPU time and RSS do not depend on the machine's load).
-    idle_pg = suite.engine("engine-idle-pg", suite.pg.url("jobengine_bench_idle"))
-    idle_sq = suite.engine("engine-idle-sqlite", "sqlite:" + os.path.join(work, "idle.db"))
-    time.sleep(1)
-    def idle_backends():
-        out = suite.pg.psql("postgres", "SELECT pid FROM pg_stat_activity WHERE datname = 'jobengine_bench_idle'")
-        return [int(x) for x in out.split()]
+    idles = {}
+    if "idle" in only:
+        idle_pg = suite.engine("engine-idle-pg", suite.pg.url("jobengine_bench_idle"))
+        idle_sq = suite.engine("engine-idle-sqlite", "sqlite:" + os.path.join(work, "idle.db"))
+        time.sleep(1)
 
-    idles = {"PostgreSQL": Idle(idle_pg, cfg["idle_secs"], idle_backends), "SQLite": Idle(idle_sq, cfg["idle_secs"])}
+        def idle_backends():
+            out = suite.pg.psql("postgres",
+                                "SELECT pid FROM pg_stat_activity WHERE datname = 'jobengine_bench_idle'")
+            return [int(x) for x in out.split()]
+
+        idles = {"PostgreSQL": Idle(idle_pg, cfg["idle_secs"], idle_backends),
+                 "SQLite": Idle(idle_sq, cfg["idle_secs"])}
 
     tool_log = os.path.join(work, "tools.log")
     shim_dir, real_tools = make_shims(work, tool_log)
@@ -850,77 +865,83 @@ def run_suite(suite):
     static = suite.start("baseline-static", [BASELINE, "static", "127.0.0.1:0", static_dir])
 
     # Reads at 64 connections, ceilings and engine interleaved per round.
-    ceilings = {"PostgreSQL": [], "SQLite": []}
-    for _ in range(cfg["rounds"]):
-        ceilings["PostgreSQL"].append(suite.wrk("rouille + pooled PG SELECT", pgget, 64, pg=True))
-        suite.wrk("engine PostgreSQL GetProgress", eng_pg, 64, pg=True)
-        suite.wrk("engine PostgreSQL GetJob", eng_pg, 64, "GetJob", pg=True)
-        ceilings["SQLite"].append(suite.wrk("rouille + SQLite SELECT", sqget, 64))
-        suite.wrk("engine SQLite GetProgress", eng_sq, 64)
-        suite.wrk("engine SQLite GetJob", eng_sq, 64, "GetJob")
-    suite.stop(pgget)
-    suite.stop(sqget)
-    py = suite.wrk(f"Python {py_version} SimpleXMLRPCServer", pysrv, 64, keepalive=False)
-    suite.stop(pysrv)
-    hello64 = suite.wrk("rouille, no work", hello, 64)
-    for b in backends:
-        build_rows_http(suite, b, ceilings[b["name"]], py, hello64)
+    if "reads" in only:
+        ceilings = {"PostgreSQL": [], "SQLite": []}
+        for _ in range(cfg["rounds"]):
+            ceilings["PostgreSQL"].append(suite.wrk("rouille + pooled PG SELECT", pgget, 64, pg=True))
+            suite.wrk("engine PostgreSQL GetProgress", eng_pg, 64, pg=True)
+            suite.wrk("engine PostgreSQL GetJob", eng_pg, 64, "GetJob", pg=True)
+            ceilings["SQLite"].append(suite.wrk("rouille + SQLite SELECT", sqget, 64))
+            suite.wrk("engine SQLite GetProgress", eng_sq, 64)
+            suite.wrk("engine SQLite GetJob", eng_sq, 64, "GetJob")
+        suite.stop(pgget)
+        suite.stop(sqget)
+        py = suite.wrk(f"Python {py_version} SimpleXMLRPCServer", pysrv, 64, keepalive=False)
+        suite.stop(pysrv)
+        hello64 = suite.wrk("rouille, no work", hello, 64)
+        for b in backends:
+            build_rows_http(suite, b, ceilings[b["name"]], py, hello64)
 
     # Writes: CreateJob at 16 connections against single-statement INSERTs.
-    suite.pg.psql("jobengine_bench",
-                  "CREATE TABLE bench_insert (id text PRIMARY KEY, job_type text NOT NULL, state text NOT NULL, "
-                  "details text NOT NULL, callback text NOT NULL, progress int NOT NULL, "
-                  "created_at timestamptz NOT NULL, last_state_change timestamptz NOT NULL); "
-                  "CREATE TABLE bench_state (id int PRIMARY KEY, state text NOT NULL, progress int NOT NULL, "
-                  "last_state_change timestamptz NOT NULL); "
-                  "INSERT INTO bench_state SELECT g, 'Started', 0, now() FROM generate_series(1, 16) g")
-    suite.pg.psql("jobengine_bench", "VACUUM ANALYZE bench_state")
-    ins = suite.pgbench("pgbench single-row INSERT", "insert.sql", 16)
-    audio_env = {"BENCH_AUDIO": backends[0]["audio"]}
-    http_ins = suite.wrk("rouille + pooled PG INSERT", pginsert, 16, "CreateJob", pg=True, extra_env=audio_env)
-    before = count_jobs(suite, backends[0])
-    c_pg = suite.wrk("engine PostgreSQL CreateJob", eng_pg, 16, "CreateJob", pg=True, extra_env=audio_env)
-    check_created(suite, backends[0], before, c_pg)
-    suite.stop(pginsert)
-    suite.ratio_row("CreateJob @16, PostgreSQL: req/s vs pgbench INSERT @16", c_pg["rps"], ins["rps"], "",
-                    at_least=0.5)
-    suite.ratio_row("CreateJob @16, PostgreSQL: req/s vs rouille + pooled PG INSERT", c_pg["rps"],
-                    http_ins["rps"], "")
-    upd = suite.pgbench("pgbench one-row UPDATE", "update.sql", 16)
-    suite.row("pgbench one-row UPDATE @16 (ceiling of a state change)", f"{upd['rps']:,.0f} tps", "–", None,
-              "info", None)
-    sq_ins = suite.wrk("rouille + SQLite INSERT (one writer)", sqinsert, 16, "CreateJob",
-                       extra_env={"BENCH_AUDIO": backends[1]["audio"]})
-    before = count_jobs(suite, backends[1])
-    c_sq = suite.wrk("engine SQLite CreateJob", eng_sq, 16, "CreateJob",
-                     extra_env={"BENCH_AUDIO": backends[1]["audio"]})
-    check_created(suite, backends[1], before, c_sq)
-    suite.ratio_row("CreateJob @16, SQLite: req/s vs rouille + SQLite INSERT (same pragmas)", c_sq["rps"],
-                    sq_ins["rps"], "", at_least=0.5)
+    if "writes" in only:
+        suite.pg.psql("jobengine_bench",
+                      "CREATE TABLE bench_insert (id text PRIMARY KEY, job_type text NOT NULL, state text NOT NULL, "
+                      "details text NOT NULL, callback text NOT NULL, progress int NOT NULL, "
+                      "created_at timestamptz NOT NULL, last_state_change timestamptz NOT NULL); "
+                      "CREATE TABLE bench_state (id int PRIMARY KEY, state text NOT NULL, progress int NOT NULL, "
+                      "last_state_change timestamptz NOT NULL); "
+                      "INSERT INTO bench_state SELECT g, 'Started', 0, now() FROM generate_series(1, 16) g")
+        suite.pg.psql("jobengine_bench", "VACUUM ANALYZE bench_state")
+        ins = suite.pgbench("pgbench single-row INSERT", "insert.sql", 16)
+        audio_env = {"BENCH_AUDIO": backends[0]["audio"]}
+        http_ins = suite.wrk("rouille + pooled PG INSERT", pginsert, 16, "CreateJob", pg=True, extra_env=audio_env)
+        before = count_jobs(suite, backends[0])
+        c_pg = suite.wrk("engine PostgreSQL CreateJob", eng_pg, 16, "CreateJob", pg=True, extra_env=audio_env)
+        check_created(suite, backends[0], before, c_pg)
+        suite.stop(pginsert)
+        suite.ratio_row("CreateJob @16, PostgreSQL: req/s vs pgbench INSERT @16", c_pg["rps"], ins["rps"], "",
+                        at_least=0.5)
+        suite.ratio_row("CreateJob @16, PostgreSQL: req/s vs rouille + pooled PG INSERT", c_pg["rps"],
+                        http_ins["rps"], "")
+        upd = suite.pgbench("pgbench one-row UPDATE", "update.sql", 16)
+        suite.row("pgbench one-row UPDATE @16 (ceiling of a state change)", f"{upd['rps']:,.0f} tps", "–", None,
+                  "info", None)
+        sq_ins = suite.wrk("rouille + SQLite INSERT (one writer)", sqinsert, 16, "CreateJob",
+                           extra_env={"BENCH_AUDIO": backends[1]["audio"]})
+        before = count_jobs(suite, backends[1])
+        c_sq = suite.wrk("engine SQLite CreateJob", eng_sq, 16, "CreateJob",
+                         extra_env={"BENCH_AUDIO": backends[1]["audio"]})
+        check_created(suite, backends[1], before, c_sq)
+        suite.ratio_row("CreateJob @16, SQLite: req/s vs rouille + SQLite INSERT (same pragmas)", c_sq["rps"],
+                        sq_ins["rps"], "", at_least=0.5)
 
     # 256 keep-alive connections: every one answered, bounded memory.
-    # At least 3 s: a burst of 256 connects overflows the listen backlog
-    # (128), the kernel drops the excess and those clients retry after 1 s,
-    # so a shorter run would count them as starved.
-    secs256 = max(cfg["http_secs"], 3)
-    h256 = suite.wrk("rouille, no work", hello, 256, secs=secs256)
-    for b in backends:
-        e256 = suite.wrk(f"engine {b['name']} GetProgress", b["engine"], 256, pg=b["kind"] == "pg", secs=secs256)
-        ok = e256["starved"] == 0 and e256["seen"] == 256 and e256["timeouts"] == 0
-        suite.row(f"256 keep-alive connections, {b['name']}: connections never answered",
-                  f"{e256['starved']} of 256 (ss saw {e256['seen']})",
-                  f"{h256['starved']} of 256 (bare rouille)", None, "0", ok)
-        suite.row(f"256 keep-alive connections, {b['name']}: peak RSS",
-                  f"{e256['rss_peak'] / 1024:.1f} MiB ({e256['threads']} threads)",
-                  f"{h256['rss_peak'] / 1024:.1f} MiB (bare rouille)", None, "≤ 64 MiB",
-                  e256["rss_peak"] / 1024 <= 64)
-        suite.ratio_row(f"GetProgress @256, {b['name']}: req/s vs bare rouille @256", e256["rps"], h256["rps"], "")
+    if "conns" in only:
+        # At least 3 s: a burst of 256 connects overflows the listen backlog
+        # (128), the kernel drops the excess and those clients retry after 1 s,
+        # so a shorter run would count them as starved.
+        secs256 = max(cfg["http_secs"], 3)
+        h256 = suite.wrk("rouille, no work", hello, 256, secs=secs256)
+        for b in backends:
+            e256 = suite.wrk(f"engine {b['name']} GetProgress", b["engine"], 256, pg=b["kind"] == "pg", secs=secs256)
+            ok = e256["starved"] == 0 and e256["seen"] == 256 and e256["timeouts"] == 0
+            suite.row(f"256 keep-alive connections, {b['name']}: connections never answered",
+                      f"{e256['starved']} of 256 (ss saw {e256['seen']})",
+                      f"{h256['starved']} of 256 (bare rouille)", None, "0", ok)
+            suite.row(f"256 keep-alive connections, {b['name']}: peak RSS",
+                      f"{e256['rss_peak'] / 1024:.1f} MiB ({e256['threads']} threads)",
+                      f"{h256['rss_peak'] / 1024:.1f} MiB (bare rouille)", None, "≤ 64 MiB",
+                      e256["rss_peak"] / 1024 <= 64)
+            suite.ratio_row(f"GetProgress @256, {b['name']}: req/s vs bare rouille @256", e256["rps"], h256["rps"], "")
 
     # Pickup, the encoder, big files.
-    for b in backends:
-        scenario_pickup(suite, b)
-    scenario_encoder(suite, backends[0], real_tools)
-    scenario_files(suite, eng_pg, static)
+    if "pickup" in only:
+        for b in backends:
+            scenario_pickup(suite, b)
+    if "encoder" in only:
+        scenario_encoder(suite, backends[0], real_tools)
+    if "files" in only:
+        scenario_files(suite, eng_pg, static)
 
     for name, idle in idles.items():
         r = idle.wait()
@@ -1012,7 +1033,8 @@ def report(suite, crashed):
     print(body)
     print(f"{len(suite.rows) - len(misses)} of {len(suite.rows)} figures pass or are informational; "
           f"{len(misses)} missed.", file=sys.stderr)
-    record = (suite.cfg["mode"] == "full" and not suite.args.no_record) or suite.args.record
+    partial = suite.args.only != set(GROUPS)
+    record = not partial and ((suite.cfg["mode"] == "full" and not suite.args.no_record) or suite.args.record)
     if record and suite.rows:
         path = os.path.join(ROOT, "BENCHMARKS.md")
         with open(path, "a") as f:

@@ -246,6 +246,9 @@ fn methods(calls: &[Call]) -> Vec<(Option<String>, String)> {
 
 store_test!(insert_then_get_round_trips, |h| {
     let s = h.store();
+    for input in ["in-b", "in-a", "in-c"] {
+        s.insert_file(&file(input, None)).unwrap();
+    }
     let new = new_job("job-1", CALLBACK, &["in-b", "in-a", "in-c"]);
     assert_eq!(s.insert_job(&new).unwrap(), Insert::Inserted);
     let job = s.get_job(&id("job-1")).unwrap().unwrap();
@@ -275,6 +278,9 @@ store_test!(insert_then_get_round_trips, |h| {
     let mut again = new_job("job-1", "", &[]);
     again.details = "{}".into();
     assert_eq!(s.insert_job(&again).unwrap(), Insert::AlreadyExists);
+    // A taken ID wins over a missing input.
+    let again = new_job("job-1", "", &["in-a", "nowhere"]);
+    assert_eq!(s.insert_job(&again).unwrap(), Insert::AlreadyExists);
     assert_eq!(
         s.get_job(&id("job-1")).unwrap().unwrap(),
         job,
@@ -291,6 +297,28 @@ store_test!(insert_then_get_round_trips, |h| {
     let job = s.get_job(&id("{up.1}")).unwrap().unwrap();
     assert_eq!(job.kind, JobKind::YoutubeUploader);
     assert_eq!(s.get_secrets(&id("{up.1}")).unwrap(), None);
+});
+
+store_test!(an_unknown_input_writes_nothing, |h| {
+    let s = h.store();
+    s.insert_file(&file("in-a", None)).unwrap();
+    let new = new_job("job-1", CALLBACK, &["in-a", "gone-1", "gone-2"]);
+    assert_eq!(
+        s.insert_job(&new).unwrap(),
+        Insert::MissingInput("gone-1".into()),
+        "the first missing input, in the job's order"
+    );
+    assert_eq!(s.get_job(&id("job-1")).unwrap(), None);
+    assert_eq!(
+        s.delete_file("in-a").unwrap(),
+        FileDelete::Deleted,
+        "no job holds the input"
+    );
+    assert_eq!(
+        s.insert_job(&new_job("job-1", CALLBACK, &[])).unwrap(),
+        Insert::Inserted,
+        "the ID is still free"
+    );
 });
 
 store_test!(timestamps_keep_microseconds, |h| {

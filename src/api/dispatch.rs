@@ -265,12 +265,40 @@ impl Api {
         } else {
             JobId::parse(raw_id).map_err(|why| Refusal(Code::InvalidArgument, why))?
         };
-        if self.store.get_progress(&id)?.is_some() {
-            return Err(Refusal(
-                Code::AlreadyExists,
-                format!("job '{id}' already exists; delete it first or use another JobID"),
-            ));
+        let (new, details) = match self.new_job(&id, raw_kind, raw_details, raw_callback) {
+            Ok(new) => new,
+            // A taken ID is the answer whatever else is wrong (say a retried
+            // CreateJob whose input was deleted since). Asked only here: on
+            // the good path the insert itself tells.
+            Err(_) if self.store.get_progress(&id)?.is_some() => return Err(already_exists(&id)),
+            Err(refusal) => return Err(refusal),
+        };
+        match self.store.insert_job(&new)? {
+            Insert::Inserted => {
+                log::info!("job {id}: Created ({})", new.kind);
+                Ok(id.to_string())
+            }
+            Insert::AlreadyExists => Err(already_exists(&id)),
+            Insert::MissingInput(file) => {
+                let field = details
+                    .input_fields()
+                    .into_iter()
+                    .find(|(_, f)| *f == file)
+                    .map_or("an input", |(field, _)| field);
+                Err(missing_input(field, &file))
+            }
         }
+    }
+
+    /// The job CreateJob would write, once every argument checks out, and
+    /// its parsed details.
+    fn new_job(
+        &self,
+        id: &JobId,
+        raw_kind: &str,
+        raw_details: &str,
+        raw_callback: &str,
+    ) -> OpResult<(NewJob, Details)> {
         let kind = JobKind::parse(raw_kind).ok_or_else(|| {
             Refusal(
                 Code::UnknownJobType,
@@ -282,7 +310,7 @@ impl Api {
         })?;
         let parsed =
             details::parse(kind, raw_details).map_err(|e| Refusal(Code::InvalidJobDetails, e.0))?;
-        self.check_inputs(&parsed.details)?;
+        self.check_inputs_on_disk(&parsed.details)?;
         let callback =
             normalize_callback(raw_callback).map_err(|why| Refusal(Code::InvalidArgument, why))?;
         let new = NewJob {
@@ -294,28 +322,15 @@ impl Api {
             inputs: parsed.details.inputs(),
             now: SystemTime::now(),
         };
-        match self.store.insert_job(&new)? {
-            Insert::Inserted => {
-                log::info!("job {id}: Created ({kind})");
-                Ok(id.to_string())
-            }
-            Insert::AlreadyExists => Err(Refusal(
-                Code::AlreadyExists,
-                format!("job '{id}' already exists; delete it first or use another JobID"),
-            )),
-        }
+        Ok((new, parsed.details))
     }
 
-    /// Every FileID the details name must be a file this engine holds.
-    fn check_inputs(&self, details: &Details) -> OpResult<()> {
+    /// Every FileID the details name must be a file on this engine's disk
+    /// (the store checks that it knows it, in the same step as the insert).
+    fn check_inputs_on_disk(&self, details: &Details) -> OpResult<()> {
         for (field, file) in details.input_fields() {
-            let known = Files::is_valid_id(file) && self.store.get_file(file)?.is_some();
-            let on_disk = self.files.path_of(file).is_some_and(|p| p.is_file());
-            if !(known && on_disk) {
-                return Err(Refusal(
-                    Code::InvalidJobDetails,
-                    format!("{field} names file '{}', which this engine does not have; upload it with POST /files first", shorten(file, 64)),
-                ));
+            if !self.files.path_of(file).is_some_and(|p| p.is_file()) {
+                return Err(missing_input(field, file));
             }
         }
         Ok(())
@@ -403,6 +418,23 @@ impl Api {
 
 fn find(name: &str) -> Option<&'static Method> {
     OPERATIONS.iter().find(|m| m.name == name)
+}
+
+fn already_exists(id: &JobId) -> Refusal {
+    Refusal(
+        Code::AlreadyExists,
+        format!("job '{id}' already exists; delete it first or use another JobID"),
+    )
+}
+
+fn missing_input(field: &str, file: &str) -> Refusal {
+    Refusal(
+        Code::InvalidJobDetails,
+        format!(
+            "{field} names file '{}', which this engine does not have; upload it with POST /files first",
+            shorten(file, 64)
+        ),
+    )
 }
 
 fn not_found(id: &JobId) -> Refusal {

@@ -36,6 +36,9 @@ pub enum Change {
 pub enum Insert {
     Inserted,
     AlreadyExists,
+    /// The first input (in the job's order) that is not a file the store
+    /// knows; nothing was written.
+    MissingInput(String),
 }
 
 /// A progress report from a running job.
@@ -181,7 +184,10 @@ pub trait Store: Send + Sync {
 
     // --- jobs -------------------------------------------------------------
 
-    /// Writes a Created job with progress 0.
+    /// Writes a Created job with progress 0 and a share of its inputs, in
+    /// one step: a taken ID is [`Insert::AlreadyExists`] (whatever the
+    /// inputs), else an input the store does not know is
+    /// [`Insert::MissingInput`].
     fn insert_job(&self, job: &NewJob) -> Result<Insert>;
 
     fn get_job(&self, id: &JobId) -> Result<Option<Job>>;

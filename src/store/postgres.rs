@@ -5,9 +5,9 @@
 //! A state change is one `UPDATE ... WHERE id = $1 AND state IN (...)`, so
 //! PostgreSQL's row lock decides races: the loser's UPDATE re-reads the row
 //! after the winner commits and matches nothing. Connections are tested on
-//! checkout, so the pool heals by itself after PostgreSQL restarts; while it
-//! is down every verb answers [`ErrorKind::Unavailable`] within
-//! [`CONNECT_TIMEOUT`].
+//! checkout (unless back from a good use within the last second), so the
+//! pool heals by itself after PostgreSQL restarts; while it is down every
+//! verb answers [`ErrorKind::Unavailable`] within [`CONNECT_TIMEOUT`].
 //!
 //! May use: `store`, `job`.
 
@@ -23,7 +23,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, NoTls, Row, Statement, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long a verb waits for a connection (and a connection attempt for the
 /// server) before answering Unavailable.
@@ -32,6 +32,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long sent data may stay unacknowledged before the connection counts
 /// as lost (a pulled cable must not hang a verb forever).
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a connection that came back from the pool unbroken is trusted
+/// without a test round trip.
+const TRUSTED_FOR: Duration = Duration::from_secs(1);
 
 /// Advisory lock key that serialises migrations of one database ("jobeng").
 const MIGRATION_LOCK: i64 = 0x6a6f_6265_6e67;
@@ -56,6 +60,8 @@ const CALL_COLUMNS: &str = "id, job_id, url, method, params, attempts, created_a
 pub struct Conn {
     client: postgres::Client,
     prepared: HashMap<String, Statement>,
+    /// When the connection last came back to the pool unbroken.
+    returned_at: Instant,
 }
 
 impl std::ops::Deref for Conn {
@@ -94,14 +100,24 @@ impl r2d2::ManageConnection for Manager {
         Ok(Conn {
             client: self.0.connect()?,
             prepared: HashMap::new(),
+            returned_at: Instant::now(),
         })
     }
 
+    /// A round trip, unless the connection came back from a use that went
+    /// well less than [`TRUSTED_FOR`] ago: testing every checkout would
+    /// double the round trips of the hot verbs. A server that restarted
+    /// within that window costs one call answered Unavailable (retry later).
     fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), postgres::Error> {
+        if conn.returned_at.elapsed() < TRUSTED_FOR {
+            return Ok(());
+        }
         self.0.is_valid(&mut conn.client)
     }
 
+    /// Called as the connection goes back to the pool.
     fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.returned_at = Instant::now();
         self.0.has_broken(&mut conn.client)
     }
 }
@@ -486,22 +502,28 @@ impl Store for PgStore {
     }
 
     fn insert_job(&self, job: &NewJob) -> Result<Insert> {
-        // One statement, one round trip: the job, a share lock on its input
-        // files (a delete_file in flight either finishes first or then sees
-        // this job) and its input list. Nothing happens when the ID exists.
+        // One statement, one round trip: a share lock on the input files (a
+        // delete_file in flight either finishes first, and the file counts
+        // as missing, or then sees this job), the job unless an input is
+        // missing, and its input list. Nothing happens when the ID exists.
         const INSERT: &str = "\
-            WITH job AS ( \
+            WITH locked AS ( \
+                SELECT id FROM files WHERE id = ANY($7) FOR SHARE), \
+            missing AS ( \
+                SELECT t.file_id FROM unnest($7::text[]) WITH ORDINALITY AS t(file_id, ord) \
+                WHERE t.file_id NOT IN (SELECT id FROM locked) ORDER BY t.ord LIMIT 1), \
+            job AS ( \
                 INSERT INTO jobs (id, job_type, state, details, secrets, callback, progress, \
                                   created_at, last_state_change) \
-                VALUES ($1, $2, 'Created', $3, $4, $5, 0, $6, $6) \
+                SELECT $1, $2, 'Created', $3, $4, $5, 0, $6, $6 \
+                WHERE NOT EXISTS (SELECT 1 FROM missing) \
                 ON CONFLICT (id) DO NOTHING RETURNING id), \
-            locked AS ( \
-                SELECT 1 FROM files WHERE id = ANY($7) AND EXISTS (SELECT 1 FROM job) FOR SHARE), \
             inputs AS ( \
                 INSERT INTO job_files (job_id, role, position, file_id) \
                 SELECT job.id, 'input', (t.ord - 1)::integer, t.file_id \
                 FROM job, unnest($7::text[]) WITH ORDINALITY AS t(file_id, ord)) \
-            SELECT (SELECT count(*) FROM job), (SELECT count(*) FROM locked)";
+            SELECT (SELECT count(*) FROM job), (SELECT file_id FROM missing), \
+                   EXISTS (SELECT 1 FROM jobs WHERE id = $1)";
         self.prepared("insert_job", INSERT, |c, statement| {
             let row = c.query_one(
                 statement,
@@ -516,10 +538,14 @@ impl Store for PgStore {
                 ],
             )?;
             let inserted: i64 = row.try_get(0)?;
-            Ok(if inserted == 0 {
-                Insert::AlreadyExists
-            } else {
-                Insert::Inserted
+            let missing: Option<String> = row.try_get(1)?;
+            let existed: bool = row.try_get(2)?;
+            Ok(match (inserted, missing) {
+                (1, _) => Insert::Inserted,
+                (_, Some(file)) if !existed => Insert::MissingInput(file),
+                // Taken before this statement, or by a CreateJob that
+                // committed while it ran.
+                _ => Insert::AlreadyExists,
             })
         })
     }

@@ -400,6 +400,21 @@ impl Store for SqliteStore {
     fn insert_job(&self, job: &NewJob) -> Result<Insert> {
         let now = ts(job.now)?;
         self.write("insert_job", |c| {
+            // The writer is serialised, so nobody adds or removes a file or
+            // a job between these statements.
+            let mut known = c.prepare_cached("SELECT 1 FROM files WHERE id = ?1")?;
+            for file in &job.inputs {
+                if !known.exists([file])? {
+                    let taken = c
+                        .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1")?
+                        .exists([job.id.as_str()])?;
+                    return Ok(if taken {
+                        Insert::AlreadyExists
+                    } else {
+                        Insert::MissingInput(file.clone())
+                    });
+                }
+            }
             let inserted = c
                 .prepare_cached(
                     "INSERT INTO jobs (id, job_type, state, details, secrets, callback, progress, \
