@@ -1100,6 +1100,76 @@ enum Op {
     Delete,
 }
 
+store_test!(concurrent_create_jobs_each_get_their_own_answer, |h| {
+    // CreateJobs that arrive together share a transaction (group commit):
+    // each caller must still get its own outcome, exactly one caller of a
+    // JobID wins, and a job with a missing input writes nothing.
+    let s = h.store();
+    s.insert_file(&file("in", None)).unwrap();
+    let gate = Barrier::new(RACE_THREADS);
+    let outcomes: Vec<(usize, usize, Insert)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..RACE_THREADS)
+            .map(|thread| {
+                let gate = &gate;
+                scope.spawn(move || {
+                    gate.wait();
+                    (0..4)
+                        .map(|round| {
+                            // Own IDs, IDs every tenth thread shares, and
+                            // every seventh job naming a file that is gone.
+                            let raw = if thread % 10 == 0 {
+                                format!("shared-{round}")
+                            } else {
+                                format!("own-{thread}-{round}")
+                            };
+                            let input = if (thread + round) % 7 == 0 { "gone" } else { "in" };
+                            let got = s.insert_job(&new_job(&raw, "", &[input])).unwrap();
+                            (thread, round, got)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let mut shared_winners = std::collections::HashMap::new();
+    for (thread, round, got) in &outcomes {
+        let missing = (thread + round) % 7 == 0;
+        let raw = if thread % 10 == 0 {
+            format!("shared-{round}")
+        } else {
+            format!("own-{thread}-{round}")
+        };
+        let stored = s.get_job(&id(&raw)).unwrap();
+        match got {
+            Insert::Inserted => {
+                assert!(!missing, "{raw}: inserted with a missing input");
+                assert_eq!(stored.unwrap().inputs, vec!["in".to_owned()], "{raw}");
+                if thread % 10 == 0 {
+                    *shared_winners.entry(raw).or_insert(0) += 1;
+                }
+            }
+            Insert::MissingInput(file) => {
+                assert!(missing, "{raw}: refused for {file}");
+                assert_eq!(file, "gone");
+                if thread % 10 != 0 {
+                    assert_eq!(stored, None, "{raw}: nothing written");
+                }
+            }
+            Insert::AlreadyExists => {
+                assert_eq!(thread % 10, 0, "{raw}: only shared IDs are taken");
+                assert!(stored.is_some(), "{raw}");
+            }
+        }
+    }
+    for round in 0..4 {
+        let raw = format!("shared-{round}");
+        let exists = s.get_job(&id(&raw)).unwrap().is_some();
+        let winners = shared_winners.get(&raw).copied().unwrap_or(0);
+        assert_eq!(winners, usize::from(exists), "{raw}: one winner if it exists");
+    }
+});
+
 const RACE_JOBS: usize = 3;
 const RACE_THREADS: usize = 50;
 

@@ -26,20 +26,34 @@ pub enum Dialect {
     Sqlite,
 }
 
-const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../schema/postgres/0001_initial.sql"),
-}];
+const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../schema/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "queue_index",
+        sql: include_str!("../../schema/postgres/0002_queue_index.sql"),
+    },
+];
 
-const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../schema/sqlite/0001_initial.sql"),
-}];
+const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../schema/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "queue_index",
+        sql: include_str!("../../schema/sqlite/0002_queue_index.sql"),
+    },
+];
 
 /// The newest schema version this binary knows.
-pub const LATEST: i32 = 1;
+pub const LATEST: i32 = 2;
 
 /// Every migration of `dialect`, oldest first.
 pub fn migrations(dialect: Dialect) -> &'static [Migration] {

@@ -11,6 +11,7 @@
 //!
 //! May use: `job`.
 
+pub mod batch;
 pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
@@ -126,7 +127,7 @@ pub struct Call {
 }
 
 /// What went wrong talking to the store.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Error {
     kind: ErrorKind,
     message: String,

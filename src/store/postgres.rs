@@ -5,17 +5,19 @@
 //! A state change is one `UPDATE ... WHERE id = $1 AND state IN (...)`, so
 //! PostgreSQL's row lock decides races: the loser's UPDATE re-reads the row
 //! after the winner commits and matches nothing. Connections are tested on
-//! checkout (unless back from a good use within the last second), so the
-//! pool heals by itself after PostgreSQL restarts; while it is down every
-//! verb answers [`ErrorKind::Unavailable`] within [`CONNECT_TIMEOUT`].
+//! checkout, so the pool heals by itself after PostgreSQL restarts; while it
+//! is down every verb answers [`ErrorKind::Unavailable`] within
+//! [`CONNECT_TIMEOUT`]. CreateJobs that arrive together share one statement
+//! (and one checkout): see [`super::batch`].
 //!
 //! May use: `store`, `job`.
 
+use super::batch::Batcher;
 use super::migrate::{self, Dialect, Migration, Target};
 use super::{
-    call_from_row, file_from_row, job_changed, job_from_row, params_to_json, parse_id, parse_state,
-    Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete, Finish, Insert, NewCall,
-    ProgressUpdate, Recover, Recovery, Result, Store,
+    call_from_row, corrupt, file_from_row, job_changed, job_from_row, params_to_json, parse_id,
+    parse_state, Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete, Finish, Insert,
+    NewCall, ProgressUpdate, Recover, Recovery, Result, Store,
 };
 use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
 use postgres::config::Host;
@@ -23,7 +25,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, NoTls, Row, Statement, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// How long a verb waits for a connection (and a connection attempt for the
 /// server) before answering Unavailable.
@@ -33,9 +35,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// as lost (a pulled cable must not hang a verb forever).
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a connection that came back from the pool unbroken is trusted
-/// without a test round trip.
-const TRUSTED_FOR: Duration = Duration::from_secs(1);
+/// Most CreateJobs in one statement.
+const MAX_BATCH: usize = 64;
+
+/// CreateJob statements in flight at once: one fills while others wait on
+/// their commit.
+const LEADERS: usize = 2;
 
 /// Advisory lock key that serialises migrations of one database ("jobeng").
 const MIGRATION_LOCK: i64 = 0x6a6f_6265_6e67;
@@ -60,8 +65,6 @@ const CALL_COLUMNS: &str = "id, job_id, url, method, params, attempts, created_a
 pub struct Conn {
     client: postgres::Client,
     prepared: HashMap<String, Statement>,
-    /// When the connection last came back to the pool unbroken.
-    returned_at: Instant,
 }
 
 impl std::ops::Deref for Conn {
@@ -100,24 +103,14 @@ impl r2d2::ManageConnection for Manager {
         Ok(Conn {
             client: self.0.connect()?,
             prepared: HashMap::new(),
-            returned_at: Instant::now(),
         })
     }
 
-    /// A round trip, unless the connection came back from a use that went
-    /// well less than [`TRUSTED_FOR`] ago: testing every checkout would
-    /// double the round trips of the hot verbs. A server that restarted
-    /// within that window costs one call answered Unavailable (retry later).
     fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), postgres::Error> {
-        if conn.returned_at.elapsed() < TRUSTED_FOR {
-            return Ok(());
-        }
         self.0.is_valid(&mut conn.client)
     }
 
-    /// Called as the connection goes back to the pool.
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.returned_at = Instant::now();
         self.0.has_broken(&mut conn.client)
     }
 }
@@ -125,6 +118,8 @@ impl r2d2::ManageConnection for Manager {
 /// The store in a PostgreSQL database.
 pub struct PgStore {
     pool: r2d2::Pool<Manager>,
+    /// CreateJobs that arrive together share one statement.
+    inserts: Batcher<NewJob, Insert>,
     /// "PostgreSQL at host:port/db", never with a password.
     name: String,
 }
@@ -156,7 +151,11 @@ impl PgStore {
             .connection_timeout(CONNECT_TIMEOUT)
             .test_on_check_out(true)
             .build_unchecked(Manager(PostgresConnectionManager::new(config, NoTls)));
-        let store = PgStore { pool, name };
+        let store = PgStore {
+            pool,
+            name,
+            inserts: Batcher::new(MAX_BATCH, LEADERS),
+        };
         store.tx("migrate", |tx| {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
             migrate::run(Dialect::Postgres, &mut PgTarget { tx })
@@ -212,6 +211,127 @@ impl PgStore {
 
     fn context(&self, verb: &str, e: Error) -> Error {
         Error::new(e.kind(), format!("{}: {verb}: {e}", self.name))
+    }
+
+    /// CreateJobs that arrived together, each as one statement would do
+    /// it: a statement per round, a round holding each JobID once (a JobID
+    /// twice in one batch: the second finds it taken).
+    fn insert_batch(&self, jobs: &[NewJob]) -> Result<Vec<Insert>> {
+        let mut rounds: Vec<Vec<&NewJob>> = Vec::new();
+        for job in jobs {
+            match rounds.iter_mut().find(|r| r.iter().all(|j| j.id != job.id)) {
+                Some(round) => round.push(job),
+                None => rounds.push(vec![job]),
+            }
+        }
+        let mut outcomes = HashMap::new();
+        for round in rounds {
+            for (id, outcome) in self.insert_round(&round)? {
+                outcomes.entry(id).or_insert_with(Vec::new).push(outcome);
+            }
+        }
+        // Back in the callers' order; a repeated JobID's outcomes in round order.
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let outcome = outcomes
+                .get_mut(job.id.as_str())
+                .filter(|o| !o.is_empty())
+                .map(|o| o.remove(0))
+                .ok_or_else(|| corrupt(format!("insert_job: no outcome for job '{}'", job.id)))?;
+            results.push(outcome);
+        }
+        Ok(results)
+    }
+
+    /// One statement for jobs of distinct IDs: a share lock on their input
+    /// files (a delete_file in flight either finishes first, and the file
+    /// counts as missing, or then sees the job), each job unless one of its
+    /// inputs is missing or its ID is taken, and the input lists.
+    fn insert_round(&self, jobs: &[&NewJob]) -> Result<Vec<(String, Insert)>> {
+        const INSERT: &str = "\
+            WITH new AS ( \
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                                     $6::timestamptz[]) \
+                    AS n(id, job_type, details, secrets, callback, created_at)), \
+            given AS ( \
+                SELECT * FROM unnest($7::text[], $8::integer[], $9::text[]) \
+                    AS g(job_id, position, file_id)), \
+            locked AS ( \
+                SELECT id FROM files WHERE id = ANY($9) FOR SHARE), \
+            missing AS ( \
+                SELECT DISTINCT ON (g.job_id) g.job_id, g.file_id FROM given g \
+                WHERE g.file_id NOT IN (SELECT id FROM locked) \
+                ORDER BY g.job_id, g.position), \
+            job AS ( \
+                INSERT INTO jobs (id, job_type, state, details, secrets, callback, progress, \
+                                  created_at, last_state_change) \
+                SELECT n.id, n.job_type, 'Created', n.details, n.secrets, n.callback, 0, \
+                       n.created_at, n.created_at \
+                FROM new n WHERE n.id NOT IN (SELECT job_id FROM missing) \
+                ORDER BY n.id \
+                ON CONFLICT (id) DO NOTHING RETURNING id), \
+            inputs AS ( \
+                INSERT INTO job_files (job_id, role, position, file_id) \
+                SELECT g.job_id, 'input', g.position, g.file_id \
+                FROM given g JOIN job ON job.id = g.job_id) \
+            SELECT n.id, n.id IN (SELECT id FROM job), m.file_id \
+            FROM new n LEFT JOIN missing m ON m.job_id = n.id";
+        let column = |f: fn(&NewJob) -> &str| jobs.iter().map(|j| f(j)).collect::<Vec<_>>();
+        let ids = column(|j| j.id.as_str());
+        let kinds = column(|j| j.kind.as_str());
+        let details = column(|j| &j.details);
+        let callbacks = column(|j| &j.callback);
+        let secrets: Vec<Option<&str>> = jobs.iter().map(|j| j.secrets.as_deref()).collect();
+        let created: Vec<SystemTime> = jobs.iter().map(|j| j.now).collect();
+        let (mut input_jobs, mut positions, mut files) = (Vec::new(), Vec::new(), Vec::new());
+        for job in jobs {
+            for (position, file) in job.inputs.iter().enumerate() {
+                input_jobs.push(job.id.as_str());
+                positions.push(position as i32);
+                files.push(file.as_str());
+            }
+        }
+        let rows = self.prepared("insert_job", INSERT, |c, statement| {
+            Ok(c.query(
+                statement,
+                &[
+                    &ids,
+                    &kinds,
+                    &details,
+                    &secrets,
+                    &callbacks,
+                    &created,
+                    &input_jobs,
+                    &positions,
+                    &files,
+                ],
+            )?)
+        })?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(0)?;
+                let inserted: bool = row.try_get(1)?;
+                let missing: Option<String> = row.try_get(2)?;
+                let outcome = match (inserted, missing) {
+                    (true, _) => Insert::Inserted,
+                    // A taken ID wins over a missing input. Asked apart, and
+                    // only here: inside the statement, a check of every ID
+                    // could be planned as a scan of all jobs.
+                    (false, Some(file)) if !self.job_exists(&id)? => Insert::MissingInput(file),
+                    // Taken before this statement, or by a CreateJob that
+                    // committed while it ran.
+                    _ => Insert::AlreadyExists,
+                };
+                Ok((id, outcome))
+            })
+            .collect()
+    }
+
+    fn job_exists(&self, id: &str) -> Result<bool> {
+        self.read("insert_job", |c| {
+            Ok(c.query_opt("SELECT 1 FROM jobs WHERE id = $1", &[&id])?
+                .is_some())
+        })
     }
 
     /// A change of state alone: `sql` moves job `$1` out of `from` at time
@@ -502,52 +622,8 @@ impl Store for PgStore {
     }
 
     fn insert_job(&self, job: &NewJob) -> Result<Insert> {
-        // One statement, one round trip: a share lock on the input files (a
-        // delete_file in flight either finishes first, and the file counts
-        // as missing, or then sees this job), the job unless an input is
-        // missing, and its input list. Nothing happens when the ID exists.
-        const INSERT: &str = "\
-            WITH locked AS ( \
-                SELECT id FROM files WHERE id = ANY($7) FOR SHARE), \
-            missing AS ( \
-                SELECT t.file_id FROM unnest($7::text[]) WITH ORDINALITY AS t(file_id, ord) \
-                WHERE t.file_id NOT IN (SELECT id FROM locked) ORDER BY t.ord LIMIT 1), \
-            job AS ( \
-                INSERT INTO jobs (id, job_type, state, details, secrets, callback, progress, \
-                                  created_at, last_state_change) \
-                SELECT $1, $2, 'Created', $3, $4, $5, 0, $6, $6 \
-                WHERE NOT EXISTS (SELECT 1 FROM missing) \
-                ON CONFLICT (id) DO NOTHING RETURNING id), \
-            inputs AS ( \
-                INSERT INTO job_files (job_id, role, position, file_id) \
-                SELECT job.id, 'input', (t.ord - 1)::integer, t.file_id \
-                FROM job, unnest($7::text[]) WITH ORDINALITY AS t(file_id, ord)) \
-            SELECT (SELECT count(*) FROM job), (SELECT file_id FROM missing), \
-                   EXISTS (SELECT 1 FROM jobs WHERE id = $1)";
-        self.prepared("insert_job", INSERT, |c, statement| {
-            let row = c.query_one(
-                statement,
-                &[
-                    &job.id.as_str(),
-                    &job.kind.as_str(),
-                    &job.details,
-                    &job.secrets,
-                    &job.callback,
-                    &job.now,
-                    &job.inputs,
-                ],
-            )?;
-            let inserted: i64 = row.try_get(0)?;
-            let missing: Option<String> = row.try_get(1)?;
-            let existed: bool = row.try_get(2)?;
-            Ok(match (inserted, missing) {
-                (1, _) => Insert::Inserted,
-                (_, Some(file)) if !existed => Insert::MissingInput(file),
-                // Taken before this statement, or by a CreateJob that
-                // committed while it ran.
-                _ => Insert::AlreadyExists,
-            })
-        })
+        self.inserts
+            .submit(job.clone(), |jobs| self.insert_batch(jobs))
     }
 
     fn get_job(&self, id: &JobId) -> Result<Option<Job>> {

@@ -14,6 +14,7 @@
 //!
 //! May use: `store`, `job`.
 
+use super::batch::Batcher;
 use super::migrate::{self, Dialect, Migration, Target};
 use super::{
     call_from_row, corrupt, file_from_row, job_changed, job_from_row, params_to_json, parse_id,
@@ -33,6 +34,9 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 /// How long a statement waits for another process's lock on the file.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Most CreateJobs in one write transaction.
+const MAX_BATCH: usize = 64;
+
 /// Reader connections; reads take a free one, else wait for one in turn.
 const READERS: usize = 3;
 
@@ -50,6 +54,8 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// CreateJobs that arrive together share one write transaction.
+    inserts: Batcher<NewJob, Insert>,
 }
 
 impl SqliteStore {
@@ -84,6 +90,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
+            inserts: Batcher::new(MAX_BATCH, 1),
         })
     }
 
@@ -343,6 +350,45 @@ fn ended(conn: &Connection, end: &Finish, callback: &str) -> Result<()> {
 }
 
 /// Writes a job's file list of one role, keeping its order.
+/// One CreateJob, inside the writer's transaction. The writer is
+/// serialised, so nobody adds or removes a file or a job between these
+/// statements; a job earlier in the same batch counts as taken.
+fn insert_one(c: &Connection, job: &NewJob) -> Result<Insert> {
+    let mut known = c.prepare_cached("SELECT 1 FROM files WHERE id = ?1")?;
+    for file in &job.inputs {
+        if !known.exists([file])? {
+            let taken = c
+                .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1")?
+                .exists([job.id.as_str()])?;
+            return Ok(if taken {
+                Insert::AlreadyExists
+            } else {
+                Insert::MissingInput(file.clone())
+            });
+        }
+    }
+    let inserted = c
+        .prepare_cached(
+            "INSERT INTO jobs (id, job_type, state, details, secrets, callback, progress, \
+                               created_at, last_state_change) \
+             VALUES (?1, ?2, 'Created', ?3, ?4, ?5, 0, ?6, ?6) \
+             ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![
+            job.id.as_str(),
+            job.kind.as_str(),
+            job.details,
+            job.secrets,
+            job.callback,
+            ts(job.now)?
+        ])?;
+    if inserted == 0 {
+        return Ok(Insert::AlreadyExists);
+    }
+    insert_job_files(c, &job.id, "input", &job.inputs)?;
+    Ok(Insert::Inserted)
+}
+
 fn insert_job_files(conn: &Connection, id: &JobId, role: &str, files: &[String]) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO job_files (job_id, role, position, file_id) VALUES (?1, ?2, ?3, ?4)",
@@ -398,43 +444,10 @@ impl Store for SqliteStore {
     }
 
     fn insert_job(&self, job: &NewJob) -> Result<Insert> {
-        let now = ts(job.now)?;
-        self.write("insert_job", |c| {
-            // The writer is serialised, so nobody adds or removes a file or
-            // a job between these statements.
-            let mut known = c.prepare_cached("SELECT 1 FROM files WHERE id = ?1")?;
-            for file in &job.inputs {
-                if !known.exists([file])? {
-                    let taken = c
-                        .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1")?
-                        .exists([job.id.as_str()])?;
-                    return Ok(if taken {
-                        Insert::AlreadyExists
-                    } else {
-                        Insert::MissingInput(file.clone())
-                    });
-                }
-            }
-            let inserted = c
-                .prepare_cached(
-                    "INSERT INTO jobs (id, job_type, state, details, secrets, callback, progress, \
-                                       created_at, last_state_change) \
-                     VALUES (?1, ?2, 'Created', ?3, ?4, ?5, 0, ?6, ?6) \
-                     ON CONFLICT (id) DO NOTHING",
-                )?
-                .execute(params![
-                    job.id.as_str(),
-                    job.kind.as_str(),
-                    job.details,
-                    job.secrets,
-                    job.callback,
-                    now
-                ])?;
-            if inserted == 0 {
-                return Ok(Insert::AlreadyExists);
-            }
-            insert_job_files(c, &job.id, "input", &job.inputs)?;
-            Ok(Insert::Inserted)
+        self.inserts.submit(job.clone(), |jobs| {
+            self.write("insert_job", |c| {
+                jobs.iter().map(|job| insert_one(c, job)).collect()
+            })
         })
     }
 
@@ -471,7 +484,8 @@ impl Store for SqliteStore {
             "start_job",
             id,
             "UPDATE jobs SET state = 'Started', \
-               start_seq = (SELECT COALESCE(MAX(start_seq), 0) + 1 FROM jobs), \
+               start_seq = (SELECT COALESCE(MAX(start_seq), 0) + 1 FROM jobs \
+                            WHERE start_seq IS NOT NULL), \
                last_state_change = ?2 \
              WHERE id = ?1 AND state = 'Created'",
             now,
