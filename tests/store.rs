@@ -1122,7 +1122,11 @@ store_test!(concurrent_create_jobs_each_get_their_own_answer, |h| {
                             } else {
                                 format!("own-{thread}-{round}")
                             };
-                            let input = if (thread + round) % 7 == 0 { "gone" } else { "in" };
+                            let input = if (thread + round) % 7 == 0 {
+                                "gone"
+                            } else {
+                                "in"
+                            };
                             let got = s.insert_job(&new_job(&raw, "", &[input])).unwrap();
                             (thread, round, got)
                         })
@@ -1130,7 +1134,10 @@ store_test!(concurrent_create_jobs_each_get_their_own_answer, |h| {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let mut shared_winners = std::collections::HashMap::new();
     for (thread, round, got) in &outcomes {
@@ -1166,7 +1173,11 @@ store_test!(concurrent_create_jobs_each_get_their_own_answer, |h| {
         let raw = format!("shared-{round}");
         let exists = s.get_job(&id(&raw)).unwrap().is_some();
         let winners = shared_winners.get(&raw).copied().unwrap_or(0);
-        assert_eq!(winners, usize::from(exists), "{raw}: one winner if it exists");
+        assert_eq!(
+            winners,
+            usize::from(exists),
+            "{raw}: one winner if it exists"
+        );
     }
 });
 

@@ -23,9 +23,8 @@ use super::{
 };
 use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
 use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
@@ -37,8 +36,9 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most CreateJobs in one write transaction.
 const MAX_BATCH: usize = 64;
 
-/// Reader connections; reads take a free one, else wait for one in turn.
-const READERS: usize = 3;
+/// Idle reader connections kept for the next reads; more are opened while
+/// more reads run at once, and closed as they come back past this many.
+const IDLE_READERS: usize = 32;
 
 const TIME_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
@@ -46,14 +46,31 @@ const TIME_FORMAT: &[BorrowedFormatItem<'static>] =
 const JOB_COLUMNS: &str = "id, job_type, state, details, callback, progress, result_code, \
     error_message, result, attempts, checkpoint, start_seq, created_at, last_state_change";
 
+/// One job by id, a row per file in role and list order (one row with
+/// NULL files when it has none).
+static LOAD_JOB: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns = JOB_COLUMNS
+        .split(", ")
+        .map(|c| format!("jobs.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {columns}, f.role AS file_role, f.file_id AS file_id \
+         FROM jobs LEFT JOIN job_files f ON f.job_id = jobs.id \
+         WHERE jobs.id = ?1 ORDER BY f.role, f.position"
+    )
+});
+
 const CALL_COLUMNS: &str = "id, job_id, url, method, params, attempts, created_at, next_attempt_at";
 
 /// The store in one SQLite file.
 pub struct SqliteStore {
     name: String,
     writer: Mutex<Connection>,
-    readers: Vec<Mutex<Connection>>,
-    next_reader: AtomicUsize,
+    path: PathBuf,
+    /// Reader connections not in use. A read takes one (opening one when
+    /// none is free) and gives it back: reads never wait for each other.
+    idle_readers: Mutex<Vec<Connection>>,
     /// CreateJobs that arrive together share one write transaction.
     inserts: Batcher<NewJob, Insert>,
 }
@@ -81,15 +98,12 @@ impl SqliteStore {
         migrate::run(Dialect::Sqlite, &mut SqliteTarget { conn: &tx })
             .map_err(|e| fail(e.kind(), format!("migrate: {e}")))?;
         tx.commit().map_err(|e| context(e.into()))?;
-        let readers = (0..READERS)
-            .map(|_| connect(path, true).map(Mutex::new))
-            .collect::<Result<Vec<_>>>()
-            .map_err(context)?;
+        let first_reader = connect(path, true).map_err(context)?;
         Ok(SqliteStore {
             name,
             writer: Mutex::new(writer),
-            readers,
-            next_reader: AtomicUsize::new(0),
+            path: path.to_owned(),
+            idle_readers: Mutex::new(vec![first_reader]),
             inserts: Batcher::new(MAX_BATCH, 1),
         })
     }
@@ -97,44 +111,42 @@ impl SqliteStore {
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer; commits
     /// when it returns Ok.
     fn write<T>(&self, verb: &str, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = lock(&self.writer);
-        self.run(verb, conn, TransactionBehavior::Immediate, f)
+        let mut conn = lock(&self.writer);
+        in_transaction(&mut conn, TransactionBehavior::Immediate, f)
+            .map_err(|e| self.context(verb, e))
     }
 
     /// Runs `f` in one read transaction (a consistent snapshot) on a reader.
     fn read<T>(&self, verb: &str, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = self.reader();
-        self.run(verb, conn, TransactionBehavior::Deferred, f)
+        self.on_reader(verb, |conn| {
+            in_transaction(conn, TransactionBehavior::Deferred, f)
+        })
     }
 
-    /// Runs `f` in one transaction on `conn`; commits when it returns Ok.
-    fn run<T>(
-        &self,
-        verb: &str,
-        mut conn: MutexGuard<'_, Connection>,
-        behavior: TransactionBehavior,
-        f: impl FnOnce(&Connection) -> Result<T>,
-    ) -> Result<T> {
+    /// Runs `f` on a reader connection, outside any transaction: enough for
+    /// one statement, which is its own snapshot.
+    fn on_reader<T>(&self, verb: &str, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let run = || -> Result<T> {
-            let tx = conn.transaction_with_behavior(behavior)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
+            let idle = self
+                .idle_readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let mut conn = match idle {
+                Some(conn) => conn,
+                None => connect(&self.path, true)?,
+            };
+            let out = f(&mut conn);
+            let mut idle = self
+                .idle_readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+            out
         };
         run().map_err(|e| self.context(verb, e))
-    }
-
-    fn reader(&self) -> MutexGuard<'_, Connection> {
-        let n = self.readers.len();
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed) % n;
-        for i in 0..n {
-            match self.readers[(start + i) % n].try_lock() {
-                Ok(conn) => return conn,
-                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
-                Err(TryLockError::WouldBlock) => {}
-            }
-        }
-        lock(&self.readers[start])
     }
 
     fn context(&self, verb: &str, e: Error) -> Error {
@@ -181,6 +193,18 @@ impl SqliteStore {
             changed(c, id)
         })
     }
+}
+
+/// Runs `f` in one transaction on `conn`; commits when it returns Ok.
+fn in_transaction<T>(
+    conn: &mut Connection,
+    behavior: TransactionBehavior,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    let tx = conn.transaction_with_behavior(behavior)?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
 }
 
 /// A connection that panicked mid-transaction rolled back as it unwound, so
@@ -273,24 +297,25 @@ impl Columns for rusqlite::Row<'_> {
     }
 }
 
+/// One job with its files, in one statement (its own snapshot, so no
+/// transaction is needed): a row per file, the job's columns on each.
 fn load_job(conn: &Connection, id: &str) -> Result<Option<Job>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?;
+    let mut stmt = conn.prepare_cached(&LOAD_JOB)?;
     let mut rows = stmt.query([id])?;
     let Some(row) = rows.next()? else {
         return Ok(None);
     };
     let mut job = job_from_row(row)?;
-    let mut files = conn.prepare_cached(
-        "SELECT role, file_id FROM job_files WHERE job_id = ?1 ORDER BY role, position",
-    )?;
-    let mut rows = files.query([id])?;
-    while let Some(row) = rows.next()? {
-        let role: String = row.get(0)?;
-        let file: String = row.get(1)?;
-        match role.as_str() {
-            "input" => job.inputs.push(file),
-            _ => job.outputs.push(file),
+    let mut row = Some(row);
+    while let Some(r) = row {
+        let role: Option<String> = r.get("file_role")?;
+        let file: Option<String> = r.get("file_id")?;
+        match (role.as_deref(), file) {
+            (Some("input"), Some(file)) => job.inputs.push(file),
+            (Some(_), Some(file)) => job.outputs.push(file),
+            _ => {}
         }
+        row = rows.next()?;
     }
     Ok(Some(job))
 }
@@ -452,21 +477,18 @@ impl Store for SqliteStore {
     }
 
     fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
-        self.read("get_job", |c| load_job(c, id.as_str()))
+        self.on_reader("get_job", |c| load_job(c, id.as_str()))
     }
 
     fn get_progress(&self, id: &JobId) -> Result<Option<(JobState, i32)>> {
-        // One statement is its own snapshot: no explicit transaction needed.
-        let conn = self.reader();
-        let read = || -> Result<Option<(JobState, i32)>> {
+        self.on_reader("get_progress", |conn| {
             let row: Option<(String, i32)> = conn
                 .prepare_cached("SELECT state, progress FROM jobs WHERE id = ?1")?
                 .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             row.map(|(state, progress)| Ok((parse_state(&state)?, progress)))
                 .transpose()
-        };
-        read().map_err(|e| self.context("get_progress", e))
+        })
     }
 
     fn get_secrets(&self, id: &JobId) -> Result<Option<String>> {
