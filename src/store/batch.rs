@@ -25,35 +25,37 @@ pub struct Batcher<T, R> {
 
 struct State<T, R> {
     /// Items waiting for the next batch, each with its caller's wake-up.
-    queue: VecDeque<(T, Arc<Slot<R>>)>,
-    /// Callers running a batch or handing over to the next one. The queue
-    /// holds items only while all `leaders` are busy.
+    queue: VecDeque<Waiting<T, R>>,
+    /// Callers running a batch. The queue holds items only while all
+    /// `leaders` are busy: a leader that finishes hands the next batch on.
     leading: usize,
 }
+
+type Waiting<T, R> = (T, Arc<Slot<T, R>>);
 
 /// Where a waiting caller sleeps until it is woken, exactly once: a batch
 /// of sixteen wakes sixteen threads, not sixteen times sixteen. A plain
 /// condition variable, not a channel: channels spin and yield before they
 /// sleep, which on two busy cores costs more than the batch saves.
-struct Slot<R> {
-    wake: Mutex<Option<Wake<R>>>,
+struct Slot<T, R> {
+    wake: Mutex<Option<Wake<T, R>>>,
     woken: Condvar,
 }
 
-impl<R> Slot<R> {
-    fn new() -> Arc<Slot<R>> {
+impl<T, R> Slot<T, R> {
+    fn new() -> Arc<Slot<T, R>> {
         Arc::new(Slot {
             wake: Mutex::new(None),
             woken: Condvar::new(),
         })
     }
 
-    fn wake(&self, wake: Wake<R>) {
+    fn wake(&self, wake: Wake<T, R>) {
         *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(wake);
         self.woken.notify_one();
     }
 
-    fn wait(&self) -> Wake<R> {
+    fn wait(&self) -> Wake<T, R> {
         let mut wake = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some(w) = wake.take() {
@@ -68,10 +70,10 @@ impl<R> Slot<R> {
 }
 
 /// What a waiting caller is woken for.
-enum Wake<R> {
+enum Wake<T, R> {
     Done(Result<R>),
-    /// Run the next batch: the queue starts with your item.
-    Lead,
+    /// Run this batch, which holds your item, taken off the queue for you.
+    Lead(Vec<Waiting<T, R>>),
 }
 
 impl<T, R> Batcher<T, R> {
@@ -94,20 +96,20 @@ impl<T, R> Batcher<T, R> {
     pub fn submit(&self, item: T, run: impl Fn(&[T]) -> Result<Vec<R>>) -> Result<R> {
         let slot = Slot::new();
         let mut state = self.lock();
-        state.queue.push_back((item, slot.clone()));
-        if state.leading == self.leaders {
+        let batch = if state.leading == self.leaders {
+            state.queue.push_back((item, slot.clone()));
             drop(state);
             match slot.wait() {
                 Wake::Done(result) => return result,
-                Wake::Lead => state = self.lock(),
+                Wake::Lead(batch) => batch,
             }
         } else {
+            // A free leader's place means an empty queue: run alone, now.
             state.leading += 1;
-        }
-        // Leading: the queue starts with this caller's item.
-        let take = state.queue.len().min(self.max);
-        let (items, slots): (Vec<T>, Vec<Arc<Slot<R>>>) = state.queue.drain(..take).unzip();
-        drop(state);
+            drop(state);
+            vec![(item, slot.clone())]
+        };
+        let (items, slots): (Vec<T>, Vec<Arc<Slot<T, R>>>) = batch.into_iter().unzip();
         let outcome = catch_unwind(AssertUnwindSafe(|| run(&items)))
             .unwrap_or_else(|_| Err(failed("the batch panicked")));
         let results: Vec<Result<R>> = match outcome {
@@ -122,14 +124,18 @@ impl<T, R> Batcher<T, R> {
             slot.wake(Wake::Done(result));
         }
         let mut state = self.lock();
-        match state.queue.front() {
-            Some((_, next)) => next.wake(Wake::Lead),
-            None => state.leading -= 1,
+        if state.queue.is_empty() {
+            state.leading -= 1;
+        } else {
+            let take = state.queue.len().min(self.max);
+            let next: Vec<Waiting<T, R>> = state.queue.drain(..take).collect();
+            let head = next[0].1.clone();
+            head.wake(Wake::Lead(next));
         }
         drop(state);
         match slot.wait() {
             Wake::Done(result) => result,
-            Wake::Lead => Err(failed("led twice")),
+            Wake::Lead(_) => Err(failed("handed a batch twice")),
         }
     }
 
