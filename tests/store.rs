@@ -1404,23 +1404,34 @@ fn postgres_pool_recovers_when_its_connections_are_killed() {
     let schema = PgSchema::new();
     let store = PgStore::open(&schema.url, 2).unwrap();
     store.insert_job(&new_job("survivor", "", &[])).unwrap();
-    let killed: i64 = schema
-        .admin()
-        .query_one(
-            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = $1) AS t",
-            &[&schema.name],
-        )
-        .unwrap()
-        .get(0);
-    assert!(
-        killed >= 1,
-        "the store's connections should show in pg_stat_activity"
-    );
-    // The dead connections fail their checkout test and are replaced.
+    let kill = || {
+        let killed: i64 = schema
+            .admin()
+            .query_one(
+                "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = $1) AS t",
+                &[&schema.name],
+            )
+            .unwrap()
+            .get(0);
+        assert!(
+            killed >= 1,
+            "the store's connections should show in pg_stat_activity"
+        );
+    };
+    kill();
+    // A dead connection fails its first call, which runs again on another.
     store.ping().unwrap();
     let job = store.get_job(&id("survivor")).unwrap().unwrap();
     assert_eq!(job.state, JobState::Created);
+    // Writes too: a test round trip (CreateJob) or BEGIN (a transaction)
+    // finds the connection dead before anything is written.
+    kill();
+    assert_eq!(
+        store.insert_job(&new_job("second", "", &[])).unwrap(),
+        Insert::Inserted
+    );
+    kill();
     assert_eq!(
         done(store.start_job(&id("survivor"), t(1)).unwrap()).state,
         JobState::Started

@@ -4,11 +4,14 @@
 //!
 //! A state change is one `UPDATE ... WHERE id = $1 AND state IN (...)`, so
 //! PostgreSQL's row lock decides races: the loser's UPDATE re-reads the row
-//! after the winner commits and matches nothing. Connections are tested on
-//! checkout, so the pool heals by itself after PostgreSQL restarts; while it
-//! is down every verb answers [`ErrorKind::Unavailable`] within
-//! [`CONNECT_TIMEOUT`]. CreateJobs that arrive together share one statement
-//! (and one checkout): see [`super::batch`].
+//! after the winner commits and matches nothing. Connections are not tested
+//! on checkout (a round trip on every verb); instead a verb that finds its
+//! connection lost before it changed anything (a read, BEGIN, a write's test
+//! query) runs again on another, so the pool heals by itself after
+//! PostgreSQL restarts. While it is down every verb answers
+//! [`ErrorKind::Unavailable`] within [`CONNECT_TIMEOUT`]. CreateJobs that
+//! arrive together share one statement (and one checkout): see
+//! [`super::batch`].
 //!
 //! May use: `store`, `job`.
 
@@ -65,6 +68,8 @@ const CALL_COLUMNS: &str = "id, job_id, url, method, params, attempts, created_a
 pub struct Conn {
     client: postgres::Client,
     prepared: HashMap<String, Statement>,
+    /// A call on it failed as a lost connection does: drop it, don't pool it.
+    lost: bool,
 }
 
 impl std::ops::Deref for Conn {
@@ -92,6 +97,17 @@ impl Conn {
     }
 }
 
+/// How a verb's step failed, and whether it may run again on another
+/// connection when the connection turns out lost.
+enum Retry {
+    /// Nothing was changed yet (BEGIN, a test query, a prepare).
+    Yes(postgres::Error),
+    /// A read: repeating it is harmless.
+    Read(Error),
+    /// A write that may have happened: never repeated.
+    No(Error),
+}
+
 /// r2d2_postgres's manager, with a statement cache kept per connection.
 pub struct Manager(PostgresConnectionManager<NoTls>);
 
@@ -103,6 +119,7 @@ impl r2d2::ManageConnection for Manager {
         Ok(Conn {
             client: self.0.connect()?,
             prepared: HashMap::new(),
+            lost: false,
         })
     }
 
@@ -111,7 +128,7 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        self.0.has_broken(&mut conn.client)
+        conn.lost || self.0.has_broken(&mut conn.client)
     }
 }
 
@@ -149,7 +166,8 @@ impl PgStore {
             .max_size(pool_size.max(1))
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
-            .test_on_check_out(true)
+            // Tested by the verbs instead: see `attempt`.
+            .test_on_check_out(false)
             .build_unchecked(Manager(PostgresConnectionManager::new(config, NoTls)));
         let store = PgStore {
             pool,
@@ -166,38 +184,99 @@ impl PgStore {
     /// Runs `f` in one transaction on a pooled connection; commits when it
     /// returns Ok. Errors are prefixed with the store and the verb.
     fn tx<T>(&self, verb: &str, f: impl FnOnce(&mut Transaction<'_>) -> Result<T>) -> Result<T> {
-        let run = || -> Result<T> {
-            let mut conn = self.connection()?;
-            let mut tx = conn.transaction()?;
-            let out = f(&mut tx)?;
-            tx.commit()?;
+        let mut f = Some(f);
+        self.attempt(verb, |conn| {
+            // BEGIN changes nothing, so a connection found dead here is
+            // retried; past it, a failure is the caller's.
+            let mut tx = conn.client.transaction().map_err(Retry::Yes)?;
+            let f = f
+                .take()
+                .ok_or_else(|| Retry::No(corrupt("a verb ran twice".into())))?;
+            let out = f(&mut tx).map_err(Retry::No)?;
+            tx.commit().map_err(|e| Retry::No(e.into()))?;
             Ok(out)
-        };
-        run().map_err(|e| self.context(verb, e))
+        })
     }
 
     /// Runs one read outside an explicit transaction.
-    fn read<T>(&self, verb: &str, f: impl FnOnce(&mut postgres::Client) -> Result<T>) -> Result<T> {
-        let run = || -> Result<T> {
-            let mut conn = self.connection()?;
-            f(&mut conn)
-        };
-        run().map_err(|e| self.context(verb, e))
+    fn read<T>(
+        &self,
+        verb: &str,
+        mut f: impl FnMut(&mut postgres::Client) -> Result<T>,
+    ) -> Result<T> {
+        self.attempt(verb, |conn| f(&mut conn.client).map_err(Retry::Read))
     }
 
-    /// Runs one statement of a hot verb, prepared once per connection.
+    /// Runs one read statement of a hot verb, prepared once per connection.
     fn prepared<T>(
+        &self,
+        verb: &str,
+        sql: &str,
+        mut f: impl FnMut(&mut postgres::Client, &Statement) -> Result<T>,
+    ) -> Result<T> {
+        self.attempt(verb, |conn| {
+            let statement = conn.statement(sql).map_err(Retry::Yes)?;
+            f(&mut conn.client, &statement).map_err(Retry::Read)
+        })
+    }
+
+    /// Runs one write statement of a hot verb, prepared once per
+    /// connection, after a test round trip (a write is not repeated).
+    fn prepared_write<T>(
         &self,
         verb: &str,
         sql: &str,
         f: impl FnOnce(&mut postgres::Client, &Statement) -> Result<T>,
     ) -> Result<T> {
-        let run = || -> Result<T> {
-            let mut conn = self.connection()?;
-            let statement = conn.statement(sql)?;
-            f(&mut conn.client, &statement)
-        };
-        run().map_err(|e| self.context(verb, e))
+        let mut f = Some(f);
+        self.attempt(verb, |conn| {
+            conn.client.simple_query("").map_err(Retry::Yes)?;
+            let statement = conn.statement(sql).map_err(Retry::Yes)?;
+            let f = f
+                .take()
+                .ok_or_else(|| Retry::No(corrupt("a verb ran twice".into())))?;
+            f(&mut conn.client, &statement).map_err(Retry::No)
+        })
+    }
+
+    /// Runs `f` on a pooled connection, again on another one when it fails
+    /// in a way `f` says may be repeated and the connection was lost (one
+    /// that died idle in the pool, say PostgreSQL restarted): connections
+    /// are not tested on checkout, which would cost every verb a round trip.
+    fn attempt<T>(
+        &self,
+        verb: &str,
+        mut f: impl FnMut(&mut Conn) -> std::result::Result<T, Retry>,
+    ) -> Result<T> {
+        // Each lost connection leaves the pool, so the pool's size bounds
+        // the retries; a fresh one that fails is not a stale one.
+        for _ in 0..=self.pool.max_size() {
+            let mut conn = self.connection().map_err(|e| self.context(verb, e))?;
+            let e = match f(&mut conn) {
+                Ok(out) => return Ok(out),
+                Err(Retry::Yes(e)) => Error::from(e),
+                Err(Retry::Read(e)) | Err(Retry::No(e)) if e.kind() != ErrorKind::Unavailable => {
+                    return Err(self.context(verb, e))
+                }
+                Err(Retry::Read(e)) => e,
+                Err(Retry::No(e)) => {
+                    conn.lost = true;
+                    return Err(self.context(verb, e));
+                }
+            };
+            if e.kind() != ErrorKind::Unavailable {
+                return Err(self.context(verb, e));
+            }
+            conn.lost = true;
+            log::debug!(
+                "{}: {verb}: a pooled connection was lost ({e}); retrying",
+                self.name
+            );
+        }
+        Err(self.context(
+            verb,
+            Error::new(ErrorKind::Unavailable, "every pooled connection was lost"),
+        ))
     }
 
     fn connection(&self) -> Result<r2d2::PooledConnection<Manager>> {
@@ -291,7 +370,7 @@ impl PgStore {
                 files.push(file.as_str());
             }
         }
-        let rows = self.prepared("insert_job", INSERT, |c, statement| {
+        let rows = self.prepared_write("insert_job", INSERT, |c, statement| {
             Ok(c.query(
                 statement,
                 &[
