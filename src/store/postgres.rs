@@ -48,17 +48,17 @@ const LEADERS: usize = 2;
 /// Advisory lock key that serialises migrations of one database ("jobeng").
 const MIGRATION_LOCK: i64 = 0x6a6f_6265_6e67;
 
-/// Every column of a [`Job`], including its ordered inputs and outputs.
-const JOB_COLUMNS: &str = "id, job_type, state, details, callback, progress, result_code, \
-    error_message, result, attempts, checkpoint, start_seq, created_at, last_state_change, \
-    (SELECT array_agg(f.file_id ORDER BY f.position) FROM job_files f \
-      WHERE f.job_id = jobs.id AND f.role = 'input') AS inputs, \
-    (SELECT array_agg(f.file_id ORDER BY f.position) FROM job_files f \
-      WHERE f.job_id = jobs.id AND f.role = 'output') AS outputs";
-
-/// One job by id, with its files.
-static LOAD_JOB: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"));
+/// One job by id, a row per file in role and list order (one row with
+/// NULL files when it has none): one statement, so one snapshot, and a
+/// plain index join (two correlated `array_agg` subqueries cost GetJob
+/// twice GetProgress's PostgreSQL CPU).
+const LOAD_JOB: &str = "\
+    SELECT jobs.id, jobs.job_type, jobs.state, jobs.details, jobs.callback, jobs.progress, \
+           jobs.result_code, jobs.error_message, jobs.result, jobs.attempts, jobs.checkpoint, \
+           jobs.start_seq, jobs.created_at, jobs.last_state_change, \
+           f.role AS file_role, f.file_id AS file_id \
+    FROM jobs LEFT JOIN job_files f ON f.job_id = jobs.id \
+    WHERE jobs.id = $1 ORDER BY f.role, f.position";
 
 const CALL_COLUMNS: &str = "id, job_id, url, method, params, attempts, created_at, next_attempt_at";
 
@@ -550,22 +550,28 @@ impl Columns for Row {
     }
 }
 
-/// A job from a row of [`JOB_COLUMNS`], its inputs and outputs included.
-fn job_with_files(row: &Row) -> Result<Job> {
-    let mut job = job_from_row(row)?;
-    let files = |column| row.try_get::<_, Option<Vec<String>>>(column);
-    job.inputs = files("inputs")?.unwrap_or_default();
-    job.outputs = files("outputs")?.unwrap_or_default();
-    Ok(job)
+/// A job from the rows of [`LOAD_JOB`], its inputs and outputs included.
+fn job_with_files(rows: &[Row]) -> Result<Option<Job>> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut job = job_from_row(first)?;
+    for row in rows {
+        let role: Option<&str> = row.try_get("file_role")?;
+        let file: Option<String> = row.try_get("file_id")?;
+        match (role, file) {
+            (Some("input"), Some(file)) => job.inputs.push(file),
+            (Some(_), Some(file)) => job.outputs.push(file),
+            _ => {}
+        }
+    }
+    Ok(Some(job))
 }
 
 fn load_job(c: &mut impl GenericClient, id: &str) -> Result<Option<Job>> {
     // Typed parameters: parse, bind and execute go in one round trip,
-    // without a separate prepare first (the hot path of GetJob).
-    c.query_typed_opt(LOAD_JOB.as_str(), &[(&id, Type::TEXT)])?
-        .as_ref()
-        .map(job_with_files)
-        .transpose()
+    // without a separate prepare first.
+    job_with_files(&c.query_typed(LOAD_JOB, &[(&id, Type::TEXT)])?)
 }
 
 /// The job as it is after a change made in this transaction.
@@ -706,11 +712,8 @@ impl Store for PgStore {
     }
 
     fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
-        self.prepared("get_job", &LOAD_JOB, |c, statement| {
-            c.query_opt(statement, &[&id.as_str()])?
-                .as_ref()
-                .map(job_with_files)
-                .transpose()
+        self.prepared("get_job", LOAD_JOB, |c, statement| {
+            job_with_files(&c.query(statement, &[&id.as_str()])?)
         })
     }
 
