@@ -787,7 +787,7 @@ class Idle:
 
 # ----------------------------------------------------------------- main ---
 
-def build_rows_http(suite, backend, ceiling_runs, python_run, hello_run):
+def build_rows_http(suite, backend, ceiling_runs, python_run, hello_run, hellojob_run):
     name = backend["name"]
     for method in ("GetProgress", "GetJob"):
         eng = [r for r in suite.runs if r["label"] == f"engine {name} {method}" and r["conns"] == 64]
@@ -802,9 +802,11 @@ def build_rows_http(suite, backend, ceiling_runs, python_run, hello_run):
                         fmt="{:.2f}")
         suite.ratio_row(f"{method} @64, {name}: req/s vs Python SimpleXMLRPCServer", e_rps, python_run["rps"], "",
                         at_least=1.5)
-        if method == "GetProgress":
-            suite.ratio_row(f"GetProgress @64, {name}: req/s vs bare rouille (no work)", e_rps, hello_run["rps"],
-                            "")
+        # The same handler with no work, answering a reply of this call's size:
+        # what the wire and wrk cost before the engine does anything.
+        bare = hello_run if method == "GetProgress" else hellojob_run
+        suite.ratio_row(f"{method} @64, {name}: req/s vs bare rouille (no work, same reply size)", e_rps,
+                        bare["rps"], "")
 
 
 def main():
@@ -880,6 +882,7 @@ def run_suite(suite):
     say(f"seeded {cfg['seeded']} jobs on each backend")
 
     hello = suite.start("baseline-hello", [BASELINE, "hello", "127.0.0.1:0"])
+    hellojob = suite.start("baseline-hellojob", [BASELINE, "hellojob", "127.0.0.1:0"])
     hello_idle_rss = proc_status(hello.pid, "VmRSS") / 1024
     n = str(cfg["seeded"])
     pgget = suite.start("baseline-pgget", [BASELINE, "pgget", "127.0.0.1:0", pg_url, n])
@@ -910,8 +913,9 @@ def run_suite(suite):
         py = suite.wrk(f"Python {py_version} SimpleXMLRPCServer", pysrv, 64, keepalive=False)
         suite.stop(pysrv)
         hello64 = suite.wrk("rouille, no work", hello, 64)
+        hellojob64 = suite.wrk("rouille, no work, a GetJob-sized reply", hellojob, 64, "GetJob")
         for b in backends:
-            build_rows_http(suite, b, ceilings[b["name"]], py, hello64)
+            build_rows_http(suite, b, ceilings[b["name"]], py, hello64, hellojob64)
 
     # Writes: CreateJob at 16 connections against single-statement INSERTs.
     if "writes" in only:

@@ -35,6 +35,7 @@ fn main() {
     let arg = |i: usize| -> &str { args.get(i).map(String::as_str).unwrap_or_else(|| usage()) };
     match arg(0) {
         "hello" => serve(arg(1), 1, |_| Ok(progress_reply("Created", 0))),
+        "hellojob" => serve(arg(1), 1000, |n| Ok(job_reply(n))),
         "pgget" => pgget(arg(1), arg(2), arg(3).parse().unwrap_or_else(|_| usage())),
         "sqliteget" => sqliteget(arg(1), arg(2), arg(3).parse().unwrap_or_else(|_| usage())),
         "static" => static_files(arg(1), arg(2)),
@@ -45,7 +46,7 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench_baseline hello LISTEN | pgget LISTEN URL N | sqliteget LISTEN PATH N | static LISTEN DIR | pginsert LISTEN URL | sqliteinsert LISTEN PATH");
+    eprintln!("usage: bench_baseline hello LISTEN | hellojob LISTEN | pgget LISTEN URL N | sqliteget LISTEN PATH N | static LISTEN DIR | pginsert LISTEN URL | sqliteinsert LISTEN PATH");
     std::process::exit(2)
 }
 
@@ -102,6 +103,29 @@ fn progress_reply(state: &str, progress: i32) -> String {
          <member><name>ResultCode</name><value><int>0</int></value></member>\
          <member><name>ErrorMessage</name><value><string></string></value></member>\
          <member><name>Progress</name><value><int>{progress}</int></value></member>\
+         </struct></value></param></params></methodResponse>\n"
+    )
+}
+
+/// A reply of GetJob's shape and size (a Created job, no outputs), with no
+/// work behind it: what the wire and the client cost for GetJob alone.
+fn job_reply(n: usize) -> String {
+    let id = job_id(n);
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<methodResponse><params><param><value><struct>\
+         <member><name>ResultCode</name><value><int>0</int></value></member>\
+         <member><name>ErrorMessage</name><value><string></string></value></member>\
+         <member><name>Job</name><value><struct>\
+         <member><name>JobID</name><value><string>{id}</string></value></member>\
+         <member><name>JobType</name><value><string>EncoderJob</string></value></member>\
+         <member><name>State</name><value><string>Created</string></value></member>\
+         <member><name>LastStateChange</name><value><dateTime.iso8601>20261128T01:02:03</dateTime.iso8601></value></member>\
+         <member><name>ProgressAmount</name><value><int>0</int></value></member>\
+         <member><name>ErrorMessage</name><value><string></string></value></member>\
+         <member><name>ResultCode</name><value><int>0</int></value></member>\
+         <member><name>Outputs</name><value><array><data></data></array></value></member>\
+         <member><name>Result</name><value><string></string></value></member>\
+         </struct></value></member>\
          </struct></value></param></params></methodResponse>\n"
     )
 }
