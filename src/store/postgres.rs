@@ -108,6 +108,13 @@ enum Retry {
     No(Error),
 }
 
+/// A verb's one-shot step, taken for the attempt that gets past the steps
+/// that may be repeated.
+fn once<F>(f: &mut Option<F>) -> std::result::Result<F, Retry> {
+    f.take()
+        .ok_or_else(|| Retry::No(corrupt("a verb's step ran twice".into())))
+}
+
 /// r2d2_postgres's manager, with a statement cache kept per connection.
 pub struct Manager(PostgresConnectionManager<NoTls>);
 
@@ -189,10 +196,7 @@ impl PgStore {
             // BEGIN changes nothing, so a connection found dead here is
             // retried; past it, a failure is the caller's.
             let mut tx = conn.client.transaction().map_err(Retry::Yes)?;
-            let f = f
-                .take()
-                .ok_or_else(|| Retry::No(corrupt("a verb ran twice".into())))?;
-            let out = f(&mut tx).map_err(Retry::No)?;
+            let out = once(&mut f)?(&mut tx).map_err(Retry::No)?;
             tx.commit().map_err(|e| Retry::No(e.into()))?;
             Ok(out)
         })
@@ -232,10 +236,7 @@ impl PgStore {
         self.attempt(verb, |conn| {
             conn.client.simple_query("").map_err(Retry::Yes)?;
             let statement = conn.statement(sql).map_err(Retry::Yes)?;
-            let f = f
-                .take()
-                .ok_or_else(|| Retry::No(corrupt("a verb ran twice".into())))?;
-            f(&mut conn.client, &statement).map_err(Retry::No)
+            once(&mut f)?(&mut conn.client, &statement).map_err(Retry::No)
         })
     }
 
@@ -252,22 +253,19 @@ impl PgStore {
         // the retries; a fresh one that fails is not a stale one.
         for _ in 0..=self.pool.max_size() {
             let mut conn = self.connection().map_err(|e| self.context(verb, e))?;
-            let e = match f(&mut conn) {
+            let (e, repeatable) = match f(&mut conn) {
                 Ok(out) => return Ok(out),
-                Err(Retry::Yes(e)) => Error::from(e),
-                Err(Retry::Read(e)) | Err(Retry::No(e)) if e.kind() != ErrorKind::Unavailable => {
-                    return Err(self.context(verb, e))
-                }
-                Err(Retry::Read(e)) => e,
-                Err(Retry::No(e)) => {
-                    conn.lost = true;
-                    return Err(self.context(verb, e));
-                }
+                Err(Retry::Yes(e)) => (Error::from(e), true),
+                Err(Retry::Read(e)) => (e, true),
+                Err(Retry::No(e)) => (e, false),
             };
             if e.kind() != ErrorKind::Unavailable {
                 return Err(self.context(verb, e));
             }
             conn.lost = true;
+            if !repeatable {
+                return Err(self.context(verb, e));
+            }
             log::debug!(
                 "{}: {verb}: a pooled connection was lost ({e}); retrying",
                 self.name
