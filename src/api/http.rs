@@ -108,7 +108,8 @@ impl Service {
                 ),
             ));
         }
-        if declared_length(request).is_some_and(|n| n > MAX_RPC_BODY) {
+        let declared = declared_length(request);
+        if declared.is_some_and(|n| n > MAX_RPC_BODY) {
             return too_large(MAX_RPC_BODY);
         }
         let Some(body) = request.data() else {
@@ -117,7 +118,9 @@ impl Service {
                 "request body already read",
             ));
         };
-        let mut bytes = Vec::new();
+        // Sized from the declared length (checked above), so the body is read
+        // without growing the buffer.
+        let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize + 1);
         if let Err(e) = body.take(MAX_RPC_BODY + 1).read_to_end(&mut bytes) {
             return fault(&Fault::new(
                 Fault::INVALID_REQUEST,

@@ -1035,7 +1035,8 @@ enum Step<'a> {
 
 impl Writer {
     fn new() -> Writer {
-        let mut out = Vec::with_capacity(256);
+        // Room for GetJob's answer (about 1 KiB) without growing the buffer.
+        let mut out = Vec::with_capacity(2048);
         out.extend_from_slice(DECLARATION.as_bytes());
         Writer { out }
     }
@@ -1089,7 +1090,9 @@ impl Writer {
 
     /// `<value>…</value>` for `root`, without recursion.
     fn value(&mut self, root: &Value) {
-        let mut steps = vec![Step::Value(root)];
+        // Deep enough for a GetJob answer without growing.
+        let mut steps = Vec::with_capacity(32);
+        steps.push(Step::Value(root));
         while let Some(step) = steps.pop() {
             let v = match step {
                 Step::Raw(s) => {
