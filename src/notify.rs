@@ -222,7 +222,7 @@ impl Delivery {
             .iter()
             .map(|p| match p {
                 CallParam::Int(i) => Value::Int(*i),
-                CallParam::Str(s) => Value::String(s.clone()),
+                CallParam::Str(s) => Value::str(s.clone()),
             })
             .collect();
         let body = xmlrpc::write_call(&call.method, &params);

@@ -45,7 +45,8 @@ fn create_upload(engine: &Engine, id: &str, file: &str) {
     .to_string();
     let body = jobengine::protocol::xmlrpc::write_call(
         "CreateJob",
-        &[id, "YoutubeUploaderJob", &details, ""].map(jobengine::protocol::Value::str),
+        &[id, "YoutubeUploaderJob", &details, ""]
+            .map(|p| jobengine::protocol::Value::str(p.to_owned())),
     );
     let (status, reply) = engine.post_raw("/RPC2", "text/xml", &body);
     assert_eq!(status, 200);
@@ -73,8 +74,10 @@ fn assert_token_gone(engine: &Engine, id: &str) {
         None,
         "the token left the store"
     );
-    let body =
-        jobengine::protocol::xmlrpc::write_call("GetJob", &[jobengine::protocol::Value::str(id)]);
+    let body = jobengine::protocol::xmlrpc::write_call(
+        "GetJob",
+        &[jobengine::protocol::Value::str(id.to_owned())],
+    );
     let (_, reply) = engine.post_raw("/RPC2", "text/xml", &body);
     assert!(!String::from_utf8_lossy(&reply).contains(yt::REFRESH_TOKEN));
     let log = engine.log();

@@ -209,7 +209,7 @@ impl Api {
                 Ok(v) => Value::Array(vec![v]),
                 Err(f) => Value::Struct(vec![
                     ("faultCode".into(), Value::Int(f.code)),
-                    ("faultString".into(), Value::String(f.message)),
+                    ("faultString".into(), Value::str(f.message)),
                 ]),
             });
         }
@@ -224,7 +224,7 @@ impl Api {
                 let result = self.create_job(&id, &kind, &details, &callback).map(|id| {
                     given = id.clone();
                 });
-                respond(result, |()| vec![]).with_member("JobID", Value::String(given))
+                respond(result, |()| vec![]).with_member("JobID", Value::str(given))
             }
             _ => {
                 let [raw_id] = strings::<1>(op.name, params, op.params)?;
@@ -233,7 +233,7 @@ impl Api {
                     Err(why) => return Ok(refused(Refusal(Code::InvalidArgument, why))),
                 };
                 match op.name {
-                    "GetJob" => respond(self.get_job(&id), |job| vec![("Job", job_struct(&job))]),
+                    "GetJob" => respond(self.get_job(&id), |job| vec![("Job", job_struct(job))]),
                     "GetProgress" => respond(self.get_progress(&id), |(state, progress)| {
                         vec![("Progress", Value::Int(state.visible_progress(progress)))]
                     }),
@@ -473,7 +473,7 @@ fn strings<const N: usize>(
     let mut out: [String; N] = std::array::from_fn(|_| String::new());
     for (i, value) in params.iter().enumerate() {
         out[i] = match value {
-            Value::String(s) => s.clone(),
+            Value::String(s) => s.to_string(),
             other => {
                 return Err(Fault::new(
                     Fault::INVALID_PARAMS,
@@ -495,10 +495,10 @@ fn respond<T>(result: OpResult<T>, members: impl FnOnce(T) -> Vec<(&'static str,
     match result {
         Ok(v) => {
             let mut s = vec![
-                ("ResultCode".to_owned(), Value::Int(0)),
-                ("ErrorMessage".to_owned(), Value::str("")),
+                ("ResultCode".into(), Value::Int(0)),
+                ("ErrorMessage".into(), Value::str("")),
             ];
-            s.extend(members(v).into_iter().map(|(k, v)| (k.to_owned(), v)));
+            s.extend(members(v).into_iter().map(|(k, v)| (k.into(), v)));
             Value::Struct(s)
         }
         Err(refusal) => refused(refusal),
@@ -508,30 +508,31 @@ fn respond<T>(result: OpResult<T>, members: impl FnOnce(T) -> Vec<(&'static str,
 fn refused(Refusal(code, message): Refusal) -> Value {
     Value::Struct(vec![
         ("ResultCode".into(), Value::Int(code as i32)),
-        ("ErrorMessage".into(), Value::String(message)),
+        ("ErrorMessage".into(), Value::str(message)),
     ])
 }
 
 trait WithMember {
-    fn with_member(self, name: &str, value: Value) -> Value;
+    fn with_member(self, name: &'static str, value: Value) -> Value;
 }
 
 impl WithMember for Value {
-    fn with_member(mut self, name: &str, value: Value) -> Value {
+    fn with_member(mut self, name: &'static str, value: Value) -> Value {
         if let Value::Struct(members) = &mut self {
-            members.push((name.to_owned(), value));
+            members.push((name.into(), value));
         }
         self
     }
 }
 
-/// The Job struct of GetJob (contract §1).
-fn job_struct(job: &Job) -> Value {
+/// The Job struct of GetJob (contract §1). It takes the job over, so its
+/// strings move into the answer instead of being copied.
+fn job_struct(job: Job) -> Value {
     let changed = time::OffsetDateTime::from(job.last_state_change)
         .replace_nanosecond(0)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     Value::Struct(vec![
-        ("JobID".into(), Value::str(job.id.as_str())),
+        ("JobID".into(), Value::str(job.id.into_string())),
         ("JobType".into(), Value::str(job.kind.as_str())),
         ("State".into(), Value::str(job.state.as_str())),
         ("LastStateChange".into(), Value::DateTime(changed)),
@@ -539,16 +540,13 @@ fn job_struct(job: &Job) -> Value {
             "ProgressAmount".into(),
             Value::Int(job.state.visible_progress(job.progress)),
         ),
-        (
-            "ErrorMessage".into(),
-            Value::str(job.error_message.as_str()),
-        ),
+        ("ErrorMessage".into(), Value::str(job.error_message)),
         ("ResultCode".into(), Value::Int(job.result_code)),
         (
             "Outputs".into(),
-            Value::Array(job.outputs.iter().map(|o| Value::str(o.as_str())).collect()),
+            Value::Array(job.outputs.into_iter().map(Value::str).collect()),
         ),
-        ("Result".into(), Value::str(job.result.as_str())),
+        ("Result".into(), Value::str(job.result)),
     ])
 }
 

@@ -2,7 +2,13 @@
 //!
 //! May use: nothing else in the crate.
 
+use std::borrow::Cow;
 use time::OffsetDateTime;
+
+/// A string value or a member name: borrowed when it is one of our own
+/// constants (member names, job states), so building an answer does not copy
+/// them; owned when it came off the wire or out of the store.
+pub type Text = Cow<'static, str>;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -12,13 +18,13 @@ pub enum Value {
     I8(i64),
     Bool(bool),
     /// `<string>`, or a `<value>` with text and no type element.
-    String(String),
+    String(Text),
     Double(f64),
     /// `<dateTime.iso8601>`, always UTC when we send it.
     DateTime(OffsetDateTime),
     Base64(Vec<u8>),
     /// Members in document order; names are unique (a duplicate is -32602).
-    Struct(Vec<(String, Value)>),
+    Struct(Vec<(Text, Value)>),
     Array(Vec<Value>),
     /// `<nil/>` (extension): accepted, never sent; the XML-RPC writer sends
     /// it as an empty string (Ruby refuses `<nil/>`).
@@ -26,7 +32,7 @@ pub enum Value {
 }
 
 impl Value {
-    pub fn str(s: impl Into<String>) -> Value {
+    pub fn str(s: impl Into<Text>) -> Value {
         Value::String(s.into())
     }
 
@@ -38,7 +44,7 @@ impl Value {
     }
 
     /// A struct from `(name, value)` pairs, in order.
-    pub fn structure<N: Into<String>>(members: impl IntoIterator<Item = (N, Value)>) -> Value {
+    pub fn structure<N: Into<Text>>(members: impl IntoIterator<Item = (N, Value)>) -> Value {
         Value::Struct(members.into_iter().map(|(n, v)| (n.into(), v)).collect())
     }
 
@@ -65,7 +71,7 @@ impl Value {
         }
     }
 
-    pub fn as_struct(&self) -> Option<&[(String, Value)]> {
+    pub fn as_struct(&self) -> Option<&[(Text, Value)]> {
         match self {
             Value::Struct(members) => Some(members),
             _ => None,

@@ -39,6 +39,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
+use super::value::Text;
 use super::{base64, charset, Value};
 
 /// A protocol-level error, sent as `<fault>`.
@@ -223,7 +224,7 @@ enum Frame {
     /// The typed child, once seen.
     Value(Option<Value>),
     Scalar(Scalar),
-    Struct(Vec<(String, Value)>),
+    Struct(Vec<(Text, Value)>),
     Member {
         name: Option<String>,
         value: Option<Value>,
@@ -680,7 +681,7 @@ impl Parser<'_> {
             Frame::Value(typed) => {
                 let v = match typed {
                     Some(v) => v,
-                    None => Value::String(std::mem::take(&mut self.text)),
+                    None => Value::String(std::mem::take(&mut self.text).into()),
                 };
                 match self.stack.last_mut() {
                     Some(Frame::Param(slot) | Frame::Fault(slot)) => *slot = Some(v),
@@ -713,7 +714,7 @@ impl Parser<'_> {
                     }
                 };
                 match self.stack.last_mut() {
-                    Some(Frame::Struct(members)) => members.push((name, value)),
+                    Some(Frame::Struct(members)) => members.push((name.into(), value)),
                     _ => return Err(internal("<member> closed outside <struct>")),
                 }
                 Ok(())
@@ -864,7 +865,7 @@ fn fault_from_value(v: &Value) -> Result<Fault, Fault> {
         None => return Err(bad("faultCode missing")),
     };
     let message = match v.member("faultString") {
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => s.to_string(),
         Some(other) => return Err(bad(&format!("faultString is {}", other.type_name()))),
         None => return Err(bad("faultString missing")),
     };
@@ -872,7 +873,7 @@ fn fault_from_value(v: &Value) -> Result<Fault, Fault> {
 }
 
 /// The first name that occurs twice, if any.
-fn duplicate_name(members: &[(String, Value)]) -> Option<&str> {
+fn duplicate_name(members: &[(Text, Value)]) -> Option<&str> {
     if members.len() <= 16 {
         for (i, (a, _)) in members.iter().enumerate() {
             if members[i + 1..].iter().any(|(b, _)| a == b) {
@@ -881,7 +882,7 @@ fn duplicate_name(members: &[(String, Value)]) -> Option<&str> {
         }
         return None;
     }
-    let mut names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+    let mut names: Vec<&str> = members.iter().map(|(n, _)| n.as_ref()).collect();
     names.sort_unstable();
     names.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
 }
@@ -892,7 +893,7 @@ fn parse_scalar(kind: Scalar, text: &mut String) -> Result<Value, String> {
     let quoted = |t: &str| crate::shorten(t, 40);
     let t = trim_xml(text);
     match kind {
-        Scalar::Str => Ok(Value::String(std::mem::take(text))),
+        Scalar::Str => Ok(Value::String(std::mem::take(text).into())),
         Scalar::Int => parse_int::<i32>(t)
             .map(Value::Int)
             .ok_or_else(|| format!("<int> '{}' is not a 32-bit integer", quoted(t))),
@@ -1045,6 +1046,12 @@ impl Writer {
         self.out.extend_from_slice(s.as_bytes());
     }
 
+    /// An integer in decimal, without the formatting machinery (a GetJob
+    /// answer has three, and `write!` cost more than the rest of the value).
+    fn integer(&mut self, i: impl itoa::Integer) {
+        self.raw(itoa::Buffer::new().format(i));
+    }
+
     fn display(&mut self, v: impl std::fmt::Display) {
         use std::io::Write as _;
         // Writing to a Vec cannot fail.
@@ -1112,12 +1119,12 @@ impl Writer {
             match v {
                 Value::Int(i) => {
                     self.raw("<value><int>");
-                    self.display(i);
+                    self.integer(*i);
                     self.raw("</int></value>");
                 }
                 Value::I8(i) => {
                     self.raw("<value><i8>");
-                    self.display(i);
+                    self.integer(*i);
                     self.raw("</i8></value>");
                 }
                 Value::Bool(b) => {
@@ -1179,18 +1186,42 @@ impl Writer {
     }
 
     /// `YYYYMMDDTHH:MM:SS` in UTC.
+    /// `YYYYMMDDTHH:MM:SS` in UTC. Written digit by digit: `write!` with six
+    /// arguments cost more than the rest of a GetJob answer's value.
     fn datetime(&mut self, dt: &OffsetDateTime) {
         let dt = dt.checked_to_offset(UtcOffset::UTC).unwrap_or(*dt);
-        self.display(format_args!(
-            "{:04}{:02}{:02}T{:02}:{:02}:{:02}",
-            dt.year(),
-            u8::from(dt.month()),
-            dt.day(),
-            dt.hour(),
-            dt.minute(),
-            dt.second()
-        ));
+        let Ok(year) = u32::try_from(dt.year()) else {
+            // Before year 0: never from our clock; keep the sign.
+            self.display(format_args!(
+                "{:04}{:02}{:02}T{:02}:{:02}:{:02}",
+                dt.year(),
+                u8::from(dt.month()),
+                dt.day(),
+                dt.hour(),
+                dt.minute(),
+                dt.second()
+            ));
+            return;
+        };
+        let out = &mut self.out;
+        push_digits(out, year, 4);
+        push_digits(out, u8::from(dt.month()).into(), 2);
+        push_digits(out, dt.day().into(), 2);
+        out.push(b'T');
+        push_digits(out, dt.hour().into(), 2);
+        out.push(b':');
+        push_digits(out, dt.minute().into(), 2);
+        out.push(b':');
+        push_digits(out, dt.second().into(), 2);
     }
+}
+
+/// `n` in decimal, zero-padded to at least `width` digits.
+fn push_digits(out: &mut Vec<u8>, n: u32, width: usize) {
+    let mut buffer = itoa::Buffer::new();
+    let text = buffer.format(n);
+    out.resize(out.len() + width.saturating_sub(text.len()), b'0');
+    out.extend_from_slice(text.as_bytes());
 }
 
 #[cfg(test)]

@@ -289,7 +289,7 @@ impl Engine {
 
     /// One XML-RPC call over HTTP.
     pub fn call(&self, method: &str, params: &[&str]) -> Result<Value, Fault> {
-        let params: Vec<Value> = params.iter().map(|p| Value::str(*p)).collect();
+        let params: Vec<Value> = params.iter().map(|p| Value::str(p.to_string())).collect();
         self.call_values(method, &params)
     }
 

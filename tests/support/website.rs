@@ -115,7 +115,7 @@ pub fn summary(calls: &[Received]) -> Vec<String> {
                 .params
                 .iter()
                 .map(|p| match p {
-                    Value::String(s) => s.clone(),
+                    Value::String(s) => s.to_string(),
                     Value::Int(i) => i.to_string(),
                     other => format!("{other:?}"),
                 })

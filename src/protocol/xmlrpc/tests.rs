@@ -27,7 +27,7 @@ fn one(v: &str) -> Result<Value, Fault> {
 }
 
 fn s(x: &str) -> Value {
-    Value::str(x)
+    Value::str(x.to_owned())
 }
 
 // --- value model -----------------------------------------------------------
@@ -106,7 +106,7 @@ fn every_type_and_empty_form() {
         ("<value><array/></value>", Value::Array(vec![])),
         (
             "<value><struct><member><name/><value/></member></struct></value>",
-            Value::Struct(vec![(String::new(), s(""))]),
+            Value::Struct(vec![("".into(), s(""))]),
         ),
     ];
     for (xml, want) in cases {
