@@ -47,7 +47,7 @@ CLK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 
 FULL = dict(
-    mode="full", http_secs=10, rounds=3, pg_secs=10, pick_samples=40, pick_gap=0.25,
+    mode="full", http_secs=6, rounds=5, pg_secs=10, pick_samples=40, pick_gap=0.25,
     enc_runs=3, song_secs=240, file_size=1 << 30, file_rounds=2, idle_secs=60, settle_max=8.0, seeded=1000,
 )
 SMOKE = dict(
@@ -795,12 +795,14 @@ def build_rows_http(suite, backend, ceiling_runs, python_run, hello_run, hellojo
     for method in ("GetProgress", "GetJob"):
         eng = [r for r in suite.runs if r["label"] == f"engine {name} {method}" and r["conns"] == 64]
         ceil = ceiling_runs
-        # Each round runs the ceiling and the engine back to back, so a round's
-        # own ratio is the fair one on a machine whose speed drifts; the figure
-        # is the median of those (the values shown are medians too).
+        # The machine's speed drifts within minutes, so each engine run is set
+        # against the ceiling runs just before and just after it (rounds are
+        # ceiling, engine runs, ceiling, ...); the figure is the median of
+        # those ratios, and the values shown are medians too.
         def paired(key):
+            around = [(a[key] + b[key]) / 2 for a, b in zip(ceil, ceil[1:])]
             return (statistics.median(r[key] for r in eng), statistics.median(r[key] for r in ceil),
-                    statistics.median(e[key] / c[key] for e, c in zip(eng, ceil)))
+                    statistics.median(e[key] / c for e, c in zip(eng, around)))
         e_rps, c_rps, rps_ratio = paired("rps")
         e_p99, c_p99, p99_ratio = paired("p99")
         suite.ratio_row(f"{method} @64 keep-alive, {name}: req/s vs {ceil[0]['label']}", e_rps, c_rps, "",
@@ -915,6 +917,10 @@ def run_suite(suite):
             ceilings["SQLite"].append(suite.wrk("rouille + SQLite SELECT", sqget, 64))
             suite.wrk("engine SQLite GetProgress", eng_sq, 64)
             suite.wrk("engine SQLite GetJob", eng_sq, 64, "GetJob")
+        # One more ceiling run each, so every engine run has a ceiling run
+        # right before and right after it.
+        ceilings["PostgreSQL"].append(suite.wrk("rouille + pooled PG SELECT", pgget, 64, pg=True))
+        ceilings["SQLite"].append(suite.wrk("rouille + SQLite SELECT", sqget, 64))
         suite.stop(pgget)
         suite.stop(sqget)
         py = suite.wrk(f"Python {py_version} SimpleXMLRPCServer", pysrv, 64, keepalive=False)
