@@ -2,7 +2,7 @@
 //! SQLite file, a fresh PostgreSQL schema) through `store_test!`.
 
 use crate::support::{PgSchema, TestDir};
-use jobengine::job::{FileRecord, Job, JobId, JobKind, JobState, NewJob};
+use jobengine::job::{FileRecord, Job, JobId, JobKind, JobState, JobSummary, NewJob};
 use jobengine::store::migrate::LATEST;
 use jobengine::store::postgres::PgStore;
 use jobengine::store::sqlite::SqliteStore;
@@ -407,6 +407,42 @@ store_test!(claim_job_takes_only_started, |h| {
         Change::WrongState(JobState::InProgress)
     );
     assert!(s.started_jobs().unwrap().is_empty());
+});
+
+store_test!(summary_is_what_get_job_shows, |h| {
+    // GetJob's own read: the same fields as the full job, outputs only
+    // (inputs and outputs share a table), in their order.
+    let s = h.store();
+    for input in ["in-b", "in-a"] {
+        s.insert_file(&file(input, None)).unwrap();
+    }
+    s.insert_job(&new_job("sum", CALLBACK, &["in-b", "in-a"]))
+        .unwrap();
+    let summary = |raw: &str| s.get_job_summary(&id(raw)).unwrap();
+    let full = |raw: &str| s.get_job(&id(raw)).unwrap().map(JobSummary::from);
+    assert_eq!(summary("sum"), full("sum"));
+    assert_eq!(summary("sum").unwrap().outputs, Vec::<String>::new());
+    assert_eq!(summary("nope"), None);
+
+    s.start_job(&id("sum"), t(1)).unwrap();
+    s.claim_job(&id("sum"), t(2)).unwrap();
+    let outputs = vec![
+        "out-z".to_string(),
+        "out-a".to_string(),
+        "out-m".to_string(),
+    ];
+    s.finish_job(&Finish {
+        outputs: &outputs,
+        ..finish(&id("sum"), JobState::Failed, 3, "mencoder exited with 1")
+    })
+    .unwrap();
+    let shown = summary("sum").unwrap();
+    assert_eq!(Some(shown.clone()), full("sum"));
+    assert_eq!(
+        (shown.state, shown.result_code, shown.error_message.as_str()),
+        (JobState::Failed, 3, "mencoder exited with 1")
+    );
+    assert_eq!(shown.outputs, outputs, "outputs keep their order");
 });
 
 store_test!(finish_job_ends_only_running_jobs, |h| {

@@ -7,7 +7,7 @@
 use crate::config::LiveConfig;
 use crate::files::Files;
 use crate::job::details::{self, Details};
-use crate::job::{Job, JobId, JobKind, NewJob};
+use crate::job::{JobId, JobKind, JobSummary, NewJob};
 use crate::kinds::StopReason;
 use crate::protocol::{Fault, MethodCall, Value};
 use crate::shorten;
@@ -336,8 +336,8 @@ impl Api {
         Ok(())
     }
 
-    fn get_job(&self, id: &JobId) -> OpResult<Job> {
-        self.store.get_job(id)?.ok_or_else(|| not_found(id))
+    fn get_job(&self, id: &JobId) -> OpResult<JobSummary> {
+        self.store.get_job_summary(id)?.ok_or_else(|| not_found(id))
     }
 
     fn get_progress(&self, id: &JobId) -> OpResult<(crate::job::JobState, i32)> {
@@ -494,11 +494,11 @@ fn strings<const N: usize>(
 fn respond<T>(result: OpResult<T>, members: impl FnOnce(T) -> Vec<(&'static str, Value)>) -> Value {
     match result {
         Ok(v) => {
-            let mut s = vec![
-                ("ResultCode".into(), Value::Int(0)),
-                ("ErrorMessage".into(), Value::str("")),
-            ];
-            s.extend(members(v).into_iter().map(|(k, v)| (k.into(), v)));
+            let members = members(v);
+            let mut s = Vec::with_capacity(2 + members.len());
+            s.push(("ResultCode".into(), Value::Int(0)));
+            s.push(("ErrorMessage".into(), Value::str("")));
+            s.extend(members.into_iter().map(|(k, v)| (k.into(), v)));
             Value::Struct(s)
         }
         Err(refusal) => refused(refusal),
@@ -527,7 +527,7 @@ impl WithMember for Value {
 
 /// The Job struct of GetJob (contract §1). It takes the job over, so its
 /// strings move into the answer instead of being copied.
-fn job_struct(job: Job) -> Value {
+fn job_struct(job: JobSummary) -> Value {
     let changed = time::OffsetDateTime::from(job.last_state_change)
         .replace_nanosecond(0)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);

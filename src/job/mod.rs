@@ -122,6 +122,38 @@ pub struct Job {
     pub start_seq: i64,
 }
 
+/// What GetJob shows of a job (contract §2's Job struct), read on its own:
+/// none of the details, callback, inputs or bookkeeping a worker needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobSummary {
+    pub id: JobId,
+    pub kind: JobKind,
+    pub state: JobState,
+    pub progress: i32,
+    pub result_code: i32,
+    pub error_message: String,
+    pub result: String,
+    /// FileIDs the job produced, in order.
+    pub outputs: Vec<String>,
+    pub last_state_change: SystemTime,
+}
+
+impl From<Job> for JobSummary {
+    fn from(job: Job) -> JobSummary {
+        JobSummary {
+            id: job.id,
+            kind: job.kind,
+            state: job.state,
+            progress: job.progress,
+            result_code: job.result_code,
+            error_message: job.error_message,
+            result: job.result,
+            outputs: job.outputs,
+            last_state_change: job.last_state_change,
+        }
+    }
+}
+
 /// What CreateJob writes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewJob {

@@ -16,7 +16,7 @@ pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
-use crate::job::{FileRecord, Job, JobId, JobKind, JobResult, JobState, NewJob};
+use crate::job::{FileRecord, Job, JobId, JobKind, JobResult, JobState, JobSummary, NewJob};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -192,6 +192,11 @@ pub trait Store: Send + Sync {
     fn insert_job(&self, job: &NewJob) -> Result<Insert>;
 
     fn get_job(&self, id: &JobId) -> Result<Option<Job>>;
+
+    /// What GetJob shows: the columns of its answer and the outputs only.
+    fn get_job_summary(&self, id: &JobId) -> Result<Option<JobSummary>> {
+        Ok(self.get_job(id)?.map(JobSummary::from))
+    }
 
     /// State and stored progress only: GetProgress's lighter read.
     fn get_progress(&self, id: &JobId) -> Result<Option<(JobState, i32)>> {
@@ -428,6 +433,33 @@ fn job_from_row(row: &impl Columns) -> Result<Job> {
         start_seq: row.opt_big("start_seq")?.unwrap_or(0),
     })
 }
+
+/// What GetJob shows of job `id`, from a row of the columns
+/// [`SUMMARY_COLUMNS`] names; its outputs are left empty.
+fn summary_from_row(id: &JobId, row: &impl Columns) -> Result<JobSummary> {
+    Ok(JobSummary {
+        id: id.clone(),
+        kind: parse_kind(id.as_str(), &row.text("job_type")?)?,
+        state: parse_state(&row.text("state")?)?,
+        progress: row.int("progress")?,
+        result_code: row.int("result_code")?,
+        error_message: row.text("error_message")?,
+        result: row.text("result")?,
+        outputs: Vec::new(),
+        last_state_change: row.time("last_state_change")?,
+    })
+}
+
+/// The `jobs` columns a [`JobSummary`] is made of.
+const SUMMARY_COLUMNS: &[&str] = &[
+    "job_type",
+    "state",
+    "progress",
+    "result_code",
+    "error_message",
+    "result",
+    "last_state_change",
+];
 
 /// A call from its `outbox` row.
 fn call_from_row(row: &impl Columns) -> Result<Call> {

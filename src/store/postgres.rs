@@ -19,10 +19,10 @@ use super::batch::Batcher;
 use super::migrate::{self, Dialect, Migration, Target};
 use super::{
     call_from_row, corrupt, file_from_row, job_changed, job_from_row, params_to_json, parse_id,
-    parse_state, Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete, Finish, Insert,
-    NewCall, ProgressUpdate, Recover, Recovery, Result, Store,
+    parse_state, summary_from_row, Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete,
+    Finish, Insert, NewCall, ProgressUpdate, Recover, Recovery, Result, Store, SUMMARY_COLUMNS,
 };
-use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
+use crate::job::{FileRecord, Job, JobId, JobState, JobSummary, NewJob};
 use postgres::config::Host;
 use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, NoTls, Row, Statement, Transaction};
@@ -59,6 +59,21 @@ const LOAD_JOB: &str = "\
            f.role AS file_role, f.file_id AS file_id \
     FROM jobs LEFT JOIN job_files f ON f.job_id = jobs.id \
     WHERE jobs.id = $1 ORDER BY f.role, f.position";
+
+/// What GetJob shows of one job: a row per output in list order (one row
+/// with a NULL file when it has none).
+static LOAD_SUMMARY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns = SUMMARY_COLUMNS
+        .iter()
+        .map(|c| format!("jobs.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {columns}, f.file_id \
+         FROM jobs LEFT JOIN job_files f ON f.job_id = jobs.id AND f.role = 'output' \
+         WHERE jobs.id = $1 ORDER BY f.position"
+    )
+});
 
 const CALL_COLUMNS: &str = "id, job_id, url, method, params, attempts, created_at, next_attempt_at";
 
@@ -712,6 +727,22 @@ impl Store for PgStore {
     fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
         self.prepared("get_job", LOAD_JOB, |c, statement| {
             job_with_files(&c.query(statement, &[&id.as_str()])?)
+        })
+    }
+
+    fn get_job_summary(&self, id: &JobId) -> Result<Option<JobSummary>> {
+        self.prepared("get_job_summary", &LOAD_SUMMARY, |c, statement| {
+            let rows = c.query(statement, &[&id.as_str()])?;
+            let Some(first) = rows.first() else {
+                return Ok(None);
+            };
+            let mut summary = summary_from_row(id, first)?;
+            for row in &rows {
+                if let Some(file) = row.try_get("file_id")? {
+                    summary.outputs.push(file);
+                }
+            }
+            Ok(Some(summary))
         })
     }
 

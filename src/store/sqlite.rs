@@ -18,10 +18,10 @@ use super::batch::Batcher;
 use super::migrate::{self, Dialect, Migration, Target};
 use super::{
     call_from_row, corrupt, file_from_row, job_changed, job_from_row, params_to_json, parse_id,
-    parse_state, Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete, Finish, Insert,
-    NewCall, ProgressUpdate, Recover, Recovery, Result, Store,
+    parse_state, summary_from_row, Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete,
+    Finish, Insert, NewCall, ProgressUpdate, Recover, Recovery, Result, Store, SUMMARY_COLUMNS,
 };
-use crate::job::{FileRecord, Job, JobId, JobState, NewJob};
+use crate::job::{FileRecord, Job, JobId, JobState, JobSummary, NewJob};
 use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -86,6 +86,21 @@ static LOAD_JOB: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         "SELECT {columns}, f.role, f.file_id \
          FROM jobs LEFT JOIN job_files f ON f.job_id = jobs.id \
          WHERE jobs.id = ?1 ORDER BY f.role, f.position"
+    )
+});
+
+/// What GetJob shows of one job: a row per output in list order (one row
+/// with a NULL file when it has none), the summary's columns, then the file.
+static LOAD_SUMMARY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns = SUMMARY_COLUMNS
+        .iter()
+        .map(|c| format!("jobs.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {columns}, f.file_id \
+         FROM jobs LEFT JOIN job_files f ON f.job_id = jobs.id AND f.role = 'output' \
+         WHERE jobs.id = ?1 ORDER BY f.position"
     )
 });
 
@@ -421,6 +436,29 @@ fn load_job(conn: &Connection, id: &str) -> Result<Option<Job>> {
     Ok(Some(job))
 }
 
+fn load_summary(conn: &Connection, id: &JobId) -> Result<Option<JobSummary>> {
+    let mut stmt = conn.prepare_cached(&LOAD_SUMMARY)?;
+    let mut rows = stmt.query([id.as_str()])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let mut summary = summary_from_row(
+        id,
+        &Named {
+            row,
+            names: SUMMARY_COLUMNS,
+        },
+    )?;
+    let mut row = Some(row);
+    while let Some(r) = row {
+        if let Some(file) = r.get(SUMMARY_COLUMNS.len())? {
+            summary.outputs.push(file);
+        }
+        row = rows.next()?;
+    }
+    Ok(Some(summary))
+}
+
 /// The job as it is after a change made in this transaction.
 fn changed(conn: &Connection, id: &JobId) -> Result<Change> {
     job_changed(id, load_job(conn, id.as_str())?)
@@ -579,6 +617,10 @@ impl Store for SqliteStore {
 
     fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
         self.on_reader("get_job", |c| load_job(c, id.as_str()))
+    }
+
+    fn get_job_summary(&self, id: &JobId) -> Result<Option<JobSummary>> {
+        self.on_reader("get_job_summary", |c| load_summary(c, id))
     }
 
     fn get_progress(&self, id: &JobId) -> Result<Option<(JobState, i32)>> {
