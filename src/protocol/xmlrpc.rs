@@ -1027,6 +1027,22 @@ struct Writer {
     out: Vec<u8>,
 }
 
+/// The bytes [`Writer::text`] may have to replace: `&`, `<`, `>`, the
+/// C0 controls, and 0xEF (first byte of U+FFFE and U+FFFF).
+static NEEDS_CARE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'&' as usize] = true;
+    table[b'<' as usize] = true;
+    table[b'>' as usize] = true;
+    table[0xEF] = true;
+    table
+};
+
 /// One step of the iterative value writer.
 enum Step<'a> {
     Value(&'a Value),
@@ -1066,6 +1082,11 @@ impl Writer {
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
+            // Most text needs nothing: one table look-up per such byte.
+            if !NEEDS_CARE[b as usize] {
+                i += 1;
+                continue;
+            }
             let (replacement, len): (&str, usize) = match b {
                 b'&' => ("&amp;", 1),
                 b'<' => ("&lt;", 1),
