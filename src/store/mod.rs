@@ -450,6 +450,27 @@ fn summary_from_row(id: &JobId, row: &impl Columns) -> Result<JobSummary> {
     })
 }
 
+/// `columns` of the `jobs` table, qualified, for a SELECT that joins it.
+fn jobs_columns(columns: &[&str]) -> String {
+    columns
+        .iter()
+        .map(|c| format!("jobs.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What GetJob shows of the job whose id is `param`: a row per output in
+/// list order (one row with a NULL file when it has none), the columns of
+/// [`SUMMARY_COLUMNS`], then the file. `param` is the backend's placeholder.
+fn load_summary_sql(param: &str) -> String {
+    format!(
+        "SELECT {}, f.file_id \
+         FROM jobs LEFT JOIN job_files f ON f.job_id = jobs.id AND f.role = 'output' \
+         WHERE jobs.id = {param} ORDER BY f.position",
+        jobs_columns(SUMMARY_COLUMNS)
+    )
+}
+
 /// The `jobs` columns a [`JobSummary`] is made of.
 const SUMMARY_COLUMNS: &[&str] = &[
     "job_type",

@@ -18,9 +18,10 @@
 use super::batch::Batcher;
 use super::migrate::{self, Dialect, Migration, Target};
 use super::{
-    call_from_row, corrupt, file_from_row, job_changed, job_from_row, params_to_json, parse_id,
-    parse_state, summary_from_row, Call, Change, Columns, Deleted, Error, ErrorKind, FileDelete,
-    Finish, Insert, NewCall, ProgressUpdate, Recover, Recovery, Result, Store, SUMMARY_COLUMNS,
+    call_from_row, corrupt, file_from_row, job_changed, job_from_row, load_summary_sql,
+    params_to_json, parse_id, parse_state, summary_from_row, Call, Change, Columns, Deleted, Error,
+    ErrorKind, FileDelete, Finish, Insert, NewCall, ProgressUpdate, Recover, Recovery, Result,
+    Store,
 };
 use crate::job::{FileRecord, Job, JobId, JobState, JobSummary, NewJob};
 use postgres::config::Host;
@@ -60,20 +61,9 @@ const LOAD_JOB: &str = "\
     FROM jobs LEFT JOIN job_files f ON f.job_id = jobs.id \
     WHERE jobs.id = $1 ORDER BY f.role, f.position";
 
-/// What GetJob shows of one job: a row per output in list order (one row
-/// with a NULL file when it has none).
-static LOAD_SUMMARY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let columns = SUMMARY_COLUMNS
-        .iter()
-        .map(|c| format!("jobs.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "SELECT {columns}, f.file_id \
-         FROM jobs LEFT JOIN job_files f ON f.job_id = jobs.id AND f.role = 'output' \
-         WHERE jobs.id = $1 ORDER BY f.position"
-    )
-});
+/// GetJob's read (see [`load_summary_sql`]).
+static LOAD_SUMMARY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| load_summary_sql("$1"));
 
 const CALL_COLUMNS: &str = "id, job_id, url, method, params, attempts, created_at, next_attempt_at";
 
