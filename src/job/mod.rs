@@ -122,7 +122,7 @@ pub struct Job {
     pub start_seq: i64,
 }
 
-/// What GetJob shows of a job (contract §2's Job struct), read on its own:
+/// What GetJob shows of a job (the Job struct of contract §1), read on its own:
 /// none of the details, callback, inputs or bookkeeping a worker needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobSummary {
