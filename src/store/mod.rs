@@ -194,9 +194,7 @@ pub trait Store: Send + Sync {
     fn get_job(&self, id: &JobId) -> Result<Option<Job>>;
 
     /// What GetJob shows: the columns of its answer and the outputs only.
-    fn get_job_summary(&self, id: &JobId) -> Result<Option<JobSummary>> {
-        Ok(self.get_job(id)?.map(JobSummary::from))
-    }
+    fn get_job_summary(&self, id: &JobId) -> Result<Option<JobSummary>>;
 
     /// State and stored progress only: GetProgress's lighter read.
     fn get_progress(&self, id: &JobId) -> Result<Option<(JobState, i32)>> {
